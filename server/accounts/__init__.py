@@ -1,0 +1,1 @@
+"""Users, roles, districts, sessions, API and device tokens, and the audit log."""

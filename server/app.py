@@ -1,0 +1,102 @@
+"""create_app(config) — the only place the application is assembled."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response
+
+from server import errors, navigation
+from server.config import Settings, load_settings
+
+csrf = CSRFProtect()
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger("diiwaan").handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("diiwaan")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'",
+    )
+    if g.get("user") is not None:
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _finish_transaction(response: Response) -> Response:
+    """The request owns the transaction: commit once when it succeeded."""
+    session = g.get("db_session")
+    if session is not None:
+        if response.status_code < 400 or session.info.pop("commit_on_error", False):
+            session.commit()
+        else:
+            session.rollback()
+    return response
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    settings = config if isinstance(config, Settings) else load_settings(overrides=config)
+    app = Flask(__name__)
+    _configure_logging(app)
+    app.config.update(
+        DIIWAAN=settings,
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        SESSION_COOKIE_NAME="diiwaan_session",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        MAX_CONTENT_LENGTH=max(settings.max_submission_bytes, settings.max_form_bytes)
+        + 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+        TESTING=bool(settings.extra.get("TESTING", False)),
+    )
+    from server.api import API_SETTINGS, api, register_docs_page
+
+    app.config.update(API_SETTINGS)
+
+    from server.accounts.auth import DeviceKeyPrefix, load_identity
+    from server.accounts.service import configure_password_hashing
+    from server.db import db
+
+    db.init_app(app, settings.database_url)
+    configure_password_hashing(settings.password_hash_cheap)
+    csrf.init_app(app)
+    api.init_app(app)
+    errors.register_error_handlers(app)
+    register_docs_page(app)
+    navigation.init_app(app)
+
+    from server.accounts import views as accounts_views
+    from server.cli import register_commands
+    from server.home import views as home_views
+
+    for blueprint in (accounts_views.pages, home_views.pages):
+        app.register_blueprint(blueprint)
+    api.register_blueprint(accounts_views.api_bp)
+    csrf.exempt(accounts_views.api_bp)
+
+    app.before_request(load_identity)
+    app.after_request(_finish_transaction)
+    app.after_request(_security_headers)
+    app.wsgi_app = DeviceKeyPrefix(app.wsgi_app)  # type: ignore[method-assign]
+    register_commands(app)
+    return app

@@ -1,0 +1,5 @@
+"""Imports every area's models so the metadata is complete (Alembic, tests)."""
+
+
+def import_all_models() -> None:
+    import server.accounts.models  # noqa: F401
