@@ -61,9 +61,9 @@ def _database_url(variable: str, raw: str) -> str:
     return url
 
 
-def _secret(variable: str, raw: str) -> str:
-    if len(raw) < 16:
-        raise ConfigError(variable, "must be at least 16 characters long")
+def _secret(variable: str, raw: str, minimum: int = 16) -> str:
+    if len(raw) < minimum:
+        raise ConfigError(variable, f"must be at least {minimum} characters long")
     return raw
 
 
@@ -99,7 +99,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DIIWAAN_DATA_DIR": ("data_dir", lambda _v, raw: Path(raw)),
     "DIIWAAN_DATABASE_URL": ("database_url", _database_url),
     "DIIWAAN_SECRET_KEY": ("secret_key", _secret),
-    "DIIWAAN_KEY_ENCRYPTION_KEY": ("key_encryption_key", _secret),
+    "DIIWAAN_KEY_ENCRYPTION_KEY": ("key_encryption_key", lambda v, r: _secret(v, r, 32)),
     "DIIWAAN_MAX_SUBMISSION_MB": ("max_submission_mb", lambda v, r: _int(v, r, 1, 4096)),
     "DIIWAAN_MAX_FORM_MB": ("max_form_mb", lambda v, r: _int(v, r, 1, 512)),
     "DIIWAAN_LOGIN_MAX_FAILURES": ("login_max_failures", lambda v, r: _int(v, r, 1, 1000)),
