@@ -86,13 +86,28 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     navigation.init_app(app)
 
     from server.accounts import views as accounts_views
+    from server.catalog import openrosa_views as catalog_devices
+    from server.catalog import views as catalog_views
     from server.cli import register_commands
     from server.home import views as home_views
+    from server.intake import openrosa_views as intake_devices
+    from server.intake import views as intake_views
 
-    for blueprint in (accounts_views.pages, home_views.pages):
+    for blueprint in (
+        accounts_views.pages,
+        home_views.pages,
+        catalog_views.pages,
+        intake_views.pages,
+    ):
         app.register_blueprint(blueprint)
-    api.register_blueprint(accounts_views.api_bp)
-    csrf.exempt(accounts_views.api_bp)
+    # Devices and API clients authenticate every request with a token or Basic auth,
+    # never with the session cookie, so CSRF does not apply to them.
+    for blueprint in (catalog_devices.devices, intake_devices.devices):
+        app.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
+    for blueprint in (accounts_views.api_bp, catalog_views.api_bp, intake_views.api_bp):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)
 
     app.before_request(load_identity)
     app.after_request(_finish_transaction)

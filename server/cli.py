@@ -37,7 +37,7 @@ def upgrade_database(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
 
 
-def _fail(error: DiiwaanError) -> None:
+def fail(error: DiiwaanError) -> None:
     detail = ""
     if isinstance(error.details, dict):
         for key, problems in error.details.items():
@@ -114,7 +114,7 @@ def users_create(
             )
             click.echo(f"created {user.username} ({user.role})")
     except DiiwaanError as error:
-        _fail(error)
+        fail(error)
 
 
 @users_group.command("list")
@@ -144,7 +144,7 @@ def users_deactivate(username: str) -> None:
             )
         click.echo(f"deactivated {username}")
     except DiiwaanError as error:
-        _fail(error)
+        fail(error)
 
 
 @users_group.command("set-password")
@@ -159,7 +159,7 @@ def users_set_password(username: str, password: str) -> None:
             accounts.set_password(session, None, user, password)
         click.echo(f"password set for {username}")
     except DiiwaanError as error:
-        _fail(error)
+        fail(error)
 
 
 # ----------------------------------------------------------------------- districts
@@ -180,7 +180,7 @@ def districts_import(file: Any) -> None:
             f"{result.villages} villages"
         )
     except DiiwaanError as error:
-        _fail(error)
+        fail(error)
     except UnicodeDecodeError as error:
         raise click.ClickException(f"{file.name} is not UTF-8 text (byte {error.start})") from None
 
@@ -219,7 +219,7 @@ def tokens_create(username: str, kind: str, name: str, hours: int | None) -> Non
             )
             click.echo(f"token {token.id} for {username} ({kind}): {secret}")
     except DiiwaanError as error:
-        _fail(error)
+        fail(error)
 
 
 @tokens_group.command("revoke")
@@ -232,7 +232,7 @@ def tokens_revoke(token_id: str) -> None:
             accounts.revoke_token(session, None, accounts.get_token(session, token_id))
         click.echo(f"revoked {token_id}")
     except DiiwaanError as error:
-        _fail(error)
+        fail(error)
 
 
 # --------------------------------------------------------------------------- serve
@@ -258,7 +258,19 @@ def serve(host: str, port: int) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for command in (db_group, init_command, users_group, districts_group, tokens_group, serve):
+    from server.catalog.cli import COMMANDS as catalog_commands
+    from server.intake.cli import COMMANDS as intake_commands
+
+    for command in (
+        db_group,
+        init_command,
+        users_group,
+        districts_group,
+        tokens_group,
+        serve,
+        *catalog_commands,
+        *intake_commands,
+    ):
         app.cli.add_command(command)
 
 

@@ -3,3 +3,5 @@
 
 def import_all_models() -> None:
     import server.accounts.models  # noqa: F401
+    import server.catalog.models  # noqa: F401
+    import server.intake.models  # noqa: F401

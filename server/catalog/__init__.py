@@ -1,0 +1,1 @@
+"""Questionnaires: XLSForm upload, versions, publishing, attachments, keys, OpenRosa."""
