@@ -82,6 +82,8 @@ class Settings:
     api_token_hours: int = 24
     session_cookie_secure: bool = False
     password_hash_cheap: bool = False
+    incomplete_upload_days: int = 14
+    worker_lease_seconds: int = 120
     base_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -108,6 +110,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DIIWAAN_SESSION_COOKIE_SECURE": ("session_cookie_secure", _bool),
     "DIIWAAN_PASSWORD_HASH_CHEAP": ("password_hash_cheap", _bool),
     "DIIWAAN_BASE_URL": ("base_url", lambda _v, raw: raw.rstrip("/")),
+    "DIIWAAN_INCOMPLETE_UPLOAD_DAYS": ("incomplete_upload_days", lambda v, r: _int(v, r, 1, 3650)),
+    "DIIWAAN_WORKER_LEASE_SECONDS": ("worker_lease_seconds", lambda v, r: _int(v, r, 5, 86400)),
 }
 
 FIELD_TO_VARIABLE = {name: variable for variable, (name, _parser) in _PARSERS.items()}

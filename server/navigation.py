@@ -21,6 +21,7 @@ NAVIGATION: list[NavEntry] = [
     NavEntry("Forms", "catalog.forms", "forms.read"),
     NavEntry("Submissions", "review.queue", "submissions.read"),
     NavEntry("Registry", "registry.households", "registry.read"),
+    NavEntry("Processing", "intake.failures", "submissions.manage"),
     NavEntry("Users", "accounts.users", "users.manage"),
     NavEntry("Districts", "accounts.districts", "forms.read"),
     NavEntry("Audit log", "accounts.audit_log", "audit.read"),

@@ -1,0 +1,1 @@
+"""Submissions: OpenRosa intake (durable before acknowledged), raw storage, processing."""

@@ -1,0 +1,279 @@
+"""The processing worker: claim a queued submission with a lease, decrypt, parse against
+its form version, store the typed data and hand it to the registry — all of it in one
+transaction, so a worker killed at any instruction leaves the item untouched, and the
+retry after the lease expires has nothing to undo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from forms.definition import FormDefinition, Question
+from forms.instance import InstanceError, parse_instance, read_envelope
+from server.accounts.models import District
+from server.blobs import BlobStore
+from server.catalog import service as catalog
+from server.db import Database, utcnow
+from server.intake.hooks import run_processed_hooks
+from server.intake.models import Submission
+from sync import crypto
+
+log = logging.getLogger("diiwaan.worker")
+
+MAX_ATTEMPTS = 5
+LEASE_SECONDS = 120
+
+
+class PermanentFailure(Exception):
+    """Retrying cannot help (wrong key, bad signature, unreadable XML)."""
+
+
+@dataclass
+class WorkerContext:
+    database: Database
+    store: BlobStore
+    key_encryption_key: str
+    worker_id: str = ""
+    lease_seconds: int = LEASE_SECONDS
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)))
+
+
+def claim(session: Session, worker_id: str, lease_seconds: int) -> uuid.UUID | None:
+    """Lease the next ready submission (SKIP LOCKED on PostgreSQL: many workers never
+    take the same row; SQLite serialises writers, which is the single-worker mode)."""
+    now = utcnow()
+    candidate = session.scalar(
+        select(Submission.id)
+        .where(
+            or_(
+                (Submission.processing_state == "queued") & (Submission.next_attempt_at <= now),
+                (Submission.processing_state == "processing") & (Submission.lease_until < now),
+            )
+        )
+        .order_by(Submission.next_attempt_at, Submission.received_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if candidate is None:
+        return None
+    session.execute(
+        update(Submission)
+        .where(Submission.id == candidate)
+        .values(
+            processing_state="processing",
+            lease_until=now + dt.timedelta(seconds=lease_seconds),
+            leased_by=worker_id,
+            attempts=Submission.attempts + 1,
+        )
+    )
+    return candidate
+
+
+def _district_from_answers(
+    session: Session, definition: FormDefinition, data: dict[str, Any]
+) -> int | None:
+    """A question named `district` answered with a district code places the submission."""
+    question = next((q for q in definition.iter_questions() if q.name == "district"), None)
+    if question is None:
+        return None
+    value = _value_at(data, question)
+    if not isinstance(value, str) or not value:
+        return None
+    return session.scalar(select(District.id).where(District.code == value))
+
+
+def _value_at(data: dict[str, Any], question: Question) -> Any:
+    current: Any = data
+    for name in question.path.strip("/").split("/"):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(name)
+    return current
+
+
+def decrypt(
+    session: Session, context: WorkerContext, submission: Submission
+) -> tuple[bytes, dict[str, bytes]]:
+    """The plaintext XML and media of an encrypted submission, checking its signature."""
+    envelope = read_envelope(context.store.read(submission.xml_sha256))
+    key_id = submission.form_version.key_id
+    if key_id is None:
+        raise PermanentFailure("the form version has no server-managed key")
+    files = []
+    for attachment in submission.attachments:
+        if attachment.sha256 is None:
+            raise PermanentFailure(f"encrypted file {attachment.name} never arrived")
+        files.append((attachment.name, context.store.read(attachment.sha256)))
+    try:
+        plain = crypto.decrypt_submission(
+            form_id=envelope.form_id,
+            form_version=envelope.version,
+            instance_id=envelope.instance_id,
+            base64_encrypted_key=envelope.base64_encrypted_key or "",
+            base64_signature=envelope.base64_encrypted_element_signature,
+            encrypted_files=files,
+            encrypted_xml_file=envelope.encrypted_xml_file or "",
+            private_key=catalog.private_key(session, key_id, context.key_encryption_key),
+        )
+    except crypto.CryptoError as error:
+        raise PermanentFailure(f"{type(error).__name__}: {error}") from None
+    if envelope.base64_encrypted_element_signature is None:
+        raise PermanentFailure("the encrypted submission carries no element signature")
+    return plain.xml, dict(plain.media)
+
+
+def process_one(session: Session, context: WorkerContext, submission_id: uuid.UUID) -> None:
+    """Do the work for one leased submission; the caller commits or rolls back."""
+    submission = session.scalar(
+        select(Submission)
+        .where(
+            Submission.id == submission_id,
+            Submission.processing_state == "processing",
+            Submission.leased_by == context.worker_id,
+        )
+        .options(selectinload(Submission.attachments))
+        .with_for_update()
+    )
+    if submission is None:
+        log.info("submission %s is no longer leased to %s", submission_id, context.worker_id)
+        return
+    version = submission.form_version
+    if submission.encrypted and version.encryption == "self-managed":
+        submission.processing_state = "encrypted"
+        submission.lease_until = None
+        return
+    if submission.encrypted:
+        xml, media = decrypt(session, context, submission)
+        for attachment in submission.attachments:
+            plain_name = attachment.name.removesuffix(".enc")
+            if plain_name in media:
+                stored = context.store.put_bytes(media[plain_name])
+                attachment.plain_sha256 = stored.sha256
+                attachment.plain_name = plain_name
+    else:
+        xml = context.store.read(submission.xml_sha256)
+    definition = catalog.definition_of(version)
+    try:
+        parsed = parse_instance(xml, definition)
+    except InstanceError as error:
+        raise PermanentFailure(f"the submission XML cannot be read: {error}") from None
+    submission.data = parsed.data
+    received = {a.plain_name or a.name for a in submission.attachments if a.sha256}
+    missing = [name for name in parsed.attachments if name not in received]
+    submission.parse_problems = parsed.problems + [
+        f"attachment {name} was referenced but never received" for name in missing
+    ]
+    if submission.district_id is None:
+        submission.district_id = _district_from_answers(session, definition, parsed.data)
+    run_processed_hooks(session, submission, parsed, definition)
+    submission.processing_state = "processed"
+    submission.processed_at = utcnow()
+    submission.lease_until = None
+    submission.last_error = None
+    session.flush()
+
+
+def _record_failure(
+    context: WorkerContext, submission_id: uuid.UUID, reason: str, permanent: bool
+) -> None:
+    with context.database.job_session() as session:
+        submission = session.get(Submission, submission_id)
+        if submission is None or submission.leased_by != context.worker_id:
+            return
+        submission.last_error = reason[:4000]
+        submission.lease_until = None
+        if permanent or submission.attempts >= MAX_ATTEMPTS:
+            submission.processing_state = "failed"
+        else:
+            submission.processing_state = "queued"
+            submission.next_attempt_at = utcnow() + backoff(submission.attempts)
+
+
+def work_once(context: WorkerContext) -> bool:
+    """Claim and process one submission; False when nothing was ready."""
+    with context.database.job_session() as session:
+        submission_id = claim(session, context.worker_id, context.lease_seconds)
+    if submission_id is None:
+        return False
+    try:
+        with context.database.job_session() as session:
+            process_one(session, context, submission_id)
+    except PermanentFailure as error:
+        log.warning("submission %s failed: %s", submission_id, error)
+        _record_failure(context, submission_id, str(error), permanent=True)
+    except Exception as error:  # retried with backoff; the reason is kept for admins
+        log.exception("submission %s failed, will retry", submission_id)
+        _record_failure(context, submission_id, f"{type(error).__name__}: {error}", permanent=False)
+    return True
+
+
+def run(
+    context: WorkerContext,
+    *,
+    drain: bool = False,
+    poll_seconds: float = 2.0,
+    progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Process submissions; with `drain`, stop when the queue is empty."""
+    done = 0
+    while not should_stop():
+        if work_once(context):
+            done += 1
+            if progress:
+                progress(done)
+            continue
+        if drain:
+            break
+        time.sleep(poll_seconds)
+    return done
+
+
+def requeue_expired_leases(database: Database) -> int:
+    """Scheduler job: give items of dead workers back to the queue."""
+    with database.job_session() as session:
+        result = session.execute(
+            update(Submission)
+            .where(Submission.processing_state == "processing", Submission.lease_until < utcnow())
+            .values(processing_state="queued", lease_until=None, leased_by=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def reprocess(
+    session: Session, *, failed_only: bool, submission_ids: list[uuid.UUID] | None = None
+) -> int:
+    """Put submissions back in the queue (after a fix, a new key, a registry change)."""
+    statement = update(Submission).values(
+        processing_state="queued",
+        attempts=0,
+        next_attempt_at=utcnow(),
+        lease_until=None,
+        leased_by=None,
+        last_error=None,
+    )
+    if failed_only:
+        statement = statement.where(Submission.processing_state == "failed")
+    else:
+        statement = statement.where(Submission.processing_state.in_(["failed", "processed"]))
+    if submission_ids:
+        statement = statement.where(Submission.id.in_(submission_ids))
+    return int(getattr(session.execute(statement), "rowcount", 0) or 0)

@@ -1,0 +1,377 @@
+"""Intake: decide what a posted submission is, and store it durably before saying so.
+
+`receive` is the one place that decides the outcome of a submission (created, duplicate,
+conflict, edit, unknown form, closed, …); `STATUS` is the one table mapping outcomes to
+HTTP statuses. The OpenRosa endpoint and the batch sync API both go through it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from forms.instance import Envelope, InstanceError, read_envelope
+from server.accounts.models import User
+from server.accounts.service import can, require, scope_to_districts, visible_district_ids
+from server.blobs import StoredBlob
+from server.catalog.models import Form, FormVersion
+from server.db import utcnow
+from server.errors import Forbidden, NotFound
+from server.intake.models import Submission, SubmissionAttachment
+
+
+class Outcome(enum.Enum):
+    CREATED = "created"
+    ATTACHMENTS_ADDED = "attachments_added"
+    DUPLICATE = "duplicate"
+    EDIT_CREATED = "edit_created"
+    CONFLICT = "conflict"
+    EDIT_TARGET_UNKNOWN = "edit_target_unknown"
+    EDIT_TARGET_REPLACED = "edit_target_replaced"
+    UNKNOWN_FORM = "unknown_form"
+    UNKNOWN_VERSION = "unknown_version"
+    NOT_PUBLISHED = "not_published"
+    FORM_CLOSED = "form_closed"
+    NOT_ASSIGNED = "not_assigned"
+    NOT_ALLOWED = "not_allowed"
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+
+
+STATUS: dict[Outcome, int] = {
+    Outcome.CREATED: 201,
+    Outcome.ATTACHMENTS_ADDED: 201,
+    Outcome.EDIT_CREATED: 201,
+    Outcome.DUPLICATE: 202,
+    Outcome.MALFORMED: 400,
+    Outcome.NOT_ALLOWED: 403,
+    Outcome.NOT_ASSIGNED: 403,
+    Outcome.FORM_CLOSED: 403,
+    Outcome.NOT_PUBLISHED: 403,
+    Outcome.UNKNOWN_FORM: 404,
+    Outcome.UNKNOWN_VERSION: 404,
+    Outcome.EDIT_TARGET_UNKNOWN: 404,
+    Outcome.CONFLICT: 409,
+    Outcome.EDIT_TARGET_REPLACED: 409,
+    Outcome.TOO_LARGE: 413,
+}
+
+# Outcomes after which the submission is durably stored: the device may forget it.
+STORED = frozenset(
+    {Outcome.CREATED, Outcome.ATTACHMENTS_ADDED, Outcome.EDIT_CREATED, Outcome.DUPLICATE}
+)
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    name: str
+    blob: StoredBlob
+    content_type: str | None = None
+
+
+@dataclass
+class IncomingSubmission:
+    """What a device posted, with every byte already written to the blob store."""
+
+    xml: bytes
+    xml_blob: StoredBlob
+    files: list[IncomingFile] = field(default_factory=list)
+    incomplete: bool = False
+    device_id: str | None = None
+
+
+@dataclass
+class Decision:
+    outcome: Outcome
+    message: str
+    submission: Submission | None = None
+    envelope: Envelope | None = None
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.outcome]
+
+    @property
+    def stored(self) -> bool:
+        return self.outcome in STORED
+
+
+def is_safe_attachment_name(name: str) -> bool:
+    return (
+        bool(name)
+        and len(name) <= 255
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+        and name not in (".", "..")
+    )
+
+
+def receive(session: Session, actor: User, incoming: IncomingSubmission) -> Decision:
+    """Decide what this submission is and store it (flush only; the caller commits)."""
+    if not can(actor, "forms.fill"):
+        return Decision(Outcome.NOT_ALLOWED, f"the {actor.role} role does not submit forms")
+    try:
+        envelope = read_envelope(incoming.xml)
+    except InstanceError as error:
+        return Decision(Outcome.MALFORMED, f"xml_submission_file: {error}")
+    for incoming_file in incoming.files:
+        if not is_safe_attachment_name(incoming_file.name):
+            return Decision(
+                Outcome.MALFORMED,
+                f"attachment name {incoming_file.name[:80]!r} is not a plain file name",
+            )
+
+    form = session.scalar(
+        select(Form).where(Form.form_id == envelope.form_id).options(selectinload(Form.districts))
+    )
+    if form is None:
+        return Decision(
+            Outcome.UNKNOWN_FORM, f"no form with ID {envelope.form_id!r}", envelope=envelope
+        )
+    if envelope.version is None:
+        return Decision(
+            Outcome.UNKNOWN_VERSION,
+            f"the submission names no version of form {envelope.form_id!r}",
+            envelope=envelope,
+        )
+    version = session.scalar(
+        select(FormVersion).where(
+            FormVersion.form_pk == form.id, FormVersion.version == envelope.version
+        )
+    )
+    if version is None:
+        return Decision(
+            Outcome.UNKNOWN_VERSION,
+            f"form {envelope.form_id!r} has no version {envelope.version!r}",
+            envelope=envelope,
+        )
+    allowed = visible_district_ids(actor)
+    if allowed is not None and not (form.district_ids & allowed):
+        return Decision(
+            Outcome.NOT_ASSIGNED,
+            f"form {envelope.form_id!r} is not assigned to your districts",
+            envelope=envelope,
+        )
+
+    existing = _by_instance(session, form, envelope.instance_id)
+    if existing is not None:
+        return _resubmission(existing, incoming, envelope)
+    if version.state == "closed":
+        return Decision(
+            Outcome.FORM_CLOSED,
+            f"version {version.version} of form {form.form_id!r} is closed and accepts no "
+            "more submissions",
+            envelope=envelope,
+        )
+    if version.state != "published":
+        return Decision(
+            Outcome.NOT_PUBLISHED,
+            f"version {version.version} of form {form.form_id!r} is not published",
+            envelope=envelope,
+        )
+
+    replaced = None
+    if envelope.deprecated_id:
+        replaced = _by_instance(session, form, envelope.deprecated_id)
+        if replaced is None:
+            return Decision(
+                Outcome.EDIT_TARGET_UNKNOWN,
+                f"the edit replaces instance {envelope.deprecated_id!r}, which this server "
+                "does not have",
+                envelope=envelope,
+            )
+        if not replaced.current:
+            return Decision(
+                Outcome.EDIT_TARGET_REPLACED,
+                f"instance {envelope.deprecated_id!r} was already replaced by another edit",
+                envelope=envelope,
+            )
+        replaced.current = False
+
+    submission = Submission(
+        form=form,
+        form_version=version,
+        instance_id=envelope.instance_id,
+        instance_name=(envelope.instance_name or "")[:500] or None,
+        deprecated_id=envelope.deprecated_id,
+        submitter_id=actor.id,
+        device_id=(incoming.device_id or "")[:255] or None,
+        district_id=replaced.district_id if replaced else _district_for(actor, form),
+        xml_sha256=incoming.xml_blob.sha256,
+        xml_size=incoming.xml_blob.size,
+        encrypted=envelope.encrypted,
+    )
+    session.add(submission)
+    if envelope.encrypted:
+        expected = [*envelope.media_files, envelope.encrypted_xml_file or ""]
+        for position, name in enumerate(expected):
+            submission.attachments.append(SubmissionAttachment(name=name, position=position))
+    _attach(submission, incoming.files)
+    _update_completeness(submission, incoming.incomplete, new=True)
+    session.flush()
+    outcome = Outcome.EDIT_CREATED if replaced else Outcome.CREATED
+    return Decision(outcome, "submission received", submission, envelope)
+
+
+def _by_instance(session: Session, form: Form, instance_id: str) -> Submission | None:
+    return session.scalar(
+        select(Submission)
+        .where(Submission.form_pk == form.id, Submission.instance_id == instance_id)
+        .options(selectinload(Submission.attachments))
+    )
+
+
+def _resubmission(
+    existing: Submission, incoming: IncomingSubmission, envelope: Envelope
+) -> Decision:
+    if existing.xml_sha256 != incoming.xml_blob.sha256:
+        return Decision(
+            Outcome.CONFLICT,
+            f"instance {envelope.instance_id!r} was already received with different content",
+            existing,
+            envelope,
+        )
+    added = _attach(existing, incoming.files)
+    was_waiting = existing.processing_state == "waiting"
+    _update_completeness(existing, incoming.incomplete)
+    if added or (was_waiting and existing.processing_state != "waiting"):
+        return Decision(Outcome.ATTACHMENTS_ADDED, "attachments received", existing, envelope)
+    return Decision(Outcome.DUPLICATE, "this submission was already received", existing, envelope)
+
+
+def _attach(submission: Submission, files: Sequence[IncomingFile]) -> int:
+    """Record arrived files; a file already received keeps its first bytes."""
+    by_name = {attachment.name: attachment for attachment in submission.attachments}
+    added = 0
+    now = utcnow()
+    for incoming_file in files:
+        attachment = by_name.get(incoming_file.name)
+        if attachment is None:
+            attachment = SubmissionAttachment(
+                name=incoming_file.name, position=len(submission.attachments)
+            )
+            submission.attachments.append(attachment)
+            by_name[incoming_file.name] = attachment
+        if attachment.sha256 is not None:
+            continue
+        attachment.sha256 = incoming_file.blob.sha256
+        attachment.size = incoming_file.blob.size
+        attachment.content_type = (incoming_file.content_type or "")[:100] or None
+        attachment.received_at = now
+        added += 1
+    return added
+
+
+def _update_completeness(
+    submission: Submission, incomplete_post: bool, *, new: bool = False
+) -> None:
+    """Encrypted: complete when every listed file arrived. Plain: when a POST came without
+    `*isIncomplete*` (Collect marks every POST but the last of a split upload)."""
+    if submission.encrypted:
+        complete = all(a.sha256 is not None for a in submission.attachments)
+    else:
+        complete = (not new and submission.complete) or not incomplete_post
+    submission.complete = complete
+    if new:
+        submission.processing_state = "queued" if complete else "waiting"
+    elif complete and submission.processing_state == "waiting":
+        submission.processing_state = "queued"
+        submission.next_attempt_at = utcnow()
+
+
+def _district_for(actor: User, form: Form) -> int | None:
+    """The district a new submission belongs to, when the submitter's districts and the
+    form's assignment leave only one; processing may refine it from the answers."""
+    candidates = (
+        form.district_ids if actor.role == "admin" else actor.district_ids & form.district_ids
+    )
+    return next(iter(candidates)) if len(candidates) == 1 else None
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+@dataclass
+class SubmissionFilter:
+    form_id: str | None = None
+    version: str | None = None
+    processing_state: str | None = None
+    review_state: str | None = None
+    district_id: int | None = None
+    submitter: str | None = None
+    since: Any = None
+    until: Any = None
+    current_only: bool = True
+    page: int = 1
+    per_page: int = 50
+
+
+def _scoped(actor: User) -> Select[tuple[Submission]]:
+    require(actor, "submissions.read")
+    return scope_to_districts(select(Submission), Submission.district_id, actor)
+
+
+def list_submissions(
+    session: Session, actor: User, filters: SubmissionFilter
+) -> tuple[list[Submission], int]:
+    statement = _scoped(actor)
+    if filters.form_id:
+        statement = statement.join(Submission.form).where(Form.form_id == filters.form_id)
+    if filters.version:
+        statement = statement.join(Submission.form_version).where(
+            FormVersion.version == filters.version
+        )
+    if filters.processing_state:
+        statement = statement.where(Submission.processing_state == filters.processing_state)
+    if filters.review_state:
+        statement = statement.where(Submission.review_state == filters.review_state)
+    if filters.district_id is not None:
+        statement = statement.where(Submission.district_id == filters.district_id)
+    if filters.submitter:
+        statement = statement.join(Submission.submitter).where(User.username == filters.submitter)
+    if filters.since:
+        statement = statement.where(Submission.received_at >= filters.since)
+    if filters.until:
+        statement = statement.where(Submission.received_at < filters.until)
+    if filters.current_only:
+        statement = statement.where(Submission.current.is_(True))
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    per_page = max(1, min(filters.per_page, 500))
+    rows = session.scalars(
+        statement.order_by(Submission.received_at.desc(), Submission.id)
+        .limit(per_page)
+        .offset((max(filters.page, 1) - 1) * per_page)
+        .options(selectinload(Submission.attachments))
+    ).all()
+    return list(rows), total
+
+
+def get_submission(session: Session, actor: User, submission_id: uuid.UUID | str) -> Submission:
+    try:
+        key = (
+            submission_id if isinstance(submission_id, uuid.UUID) else uuid.UUID(str(submission_id))
+        )
+    except ValueError:
+        raise NotFound(f"no submission {submission_id}") from None
+    submission = session.get(Submission, key)
+    if submission is None:
+        raise NotFound(f"no submission {submission_id}")
+    require(actor, "submissions.read")
+    allowed = visible_district_ids(actor)
+    if allowed is not None and submission.district_id not in allowed:
+        raise Forbidden("this submission belongs to a district you are not assigned to")
+    return submission
+
+
+def processing_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Submission.processing_state, func.count()).group_by(Submission.processing_state)
+    )
+    return {state: count for state, count in rows}
