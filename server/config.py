@@ -84,6 +84,8 @@ class Settings:
     password_hash_cheap: bool = False
     incomplete_upload_days: int = 14
     worker_lease_seconds: int = 120
+    match_link_weight: float | None = None
+    match_review_weight: float | None = None
     base_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -112,6 +114,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DIIWAAN_BASE_URL": ("base_url", lambda _v, raw: raw.rstrip("/")),
     "DIIWAAN_INCOMPLETE_UPLOAD_DAYS": ("incomplete_upload_days", lambda v, r: _int(v, r, 1, 3650)),
     "DIIWAAN_WORKER_LEASE_SECONDS": ("worker_lease_seconds", lambda v, r: _int(v, r, 5, 86400)),
+    "DIIWAAN_MATCH_LINK_WEIGHT": ("match_link_weight", lambda v, r: _float(v, r, -100, 100)),
+    "DIIWAAN_MATCH_REVIEW_WEIGHT": ("match_review_weight", lambda v, r: _float(v, r, -100, 100)),
 }
 
 FIELD_TO_VARIABLE = {name: variable for variable, (name, _parser) in _PARSERS.items()}

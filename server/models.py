@@ -5,3 +5,4 @@ def import_all_models() -> None:
     import server.accounts.models  # noqa: F401
     import server.catalog.models  # noqa: F401
     import server.intake.models  # noqa: F401
+    import server.registry.models  # noqa: F401

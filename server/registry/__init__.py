@@ -1,0 +1,1 @@
+"""The central household registry: entities, versions, matching, merges, change feed."""

@@ -1,0 +1,46 @@
+"""`diiwaan registry relink`."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import func, select
+
+from server.db import db
+from server.registry import linking
+from server.registry.models import HOUSEHOLDS, MEMBERS, Entity
+
+registry_group = click.Group("registry", help="The household registry.")
+
+
+@registry_group.command("relink")
+@click.option(
+    "--list",
+    "list_names",
+    multiple=True,
+    type=click.Choice([HOUSEHOLDS, MEMBERS]),
+    help="Only this entity list (default: both).",
+)
+@click.option("--no-refit", is_flag=True, help="Keep the current model; only re-score.")
+@with_appcontext
+def relink(list_names: tuple[str, ...], no_refit: bool) -> None:
+    """Re-match the whole registry (after threshold changes or bulk imports)."""
+    for list_name in list_names or (HOUSEHOLDS, MEMBERS):
+        with db.job_session() as session:
+            total = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Entity)
+                    .where(Entity.list_name == list_name, Entity.merged_into_id.is_(None))
+                )
+                or 0
+            )
+            with click.progressbar(length=2 * total, label=f"relinking {list_name}") as bar:
+                counts = linking.relink(session, list_name, refit=not no_refit, progress=bar.update)
+        click.echo(
+            f"{list_name}: {counts['records']} records, {counts['pairs']} candidate pairs, "
+            f"{counts['review']} for review, {counts['link']} strong links sent for review"
+        )
+
+
+COMMANDS = (registry_group,)

@@ -1,0 +1,284 @@
+"""Deduplication in the registry: blocking keys in an indexed table, candidate pairs scored
+by the Fellegi–Sunter model of `server.registry.matching`, and the three bands (link
+automatically, send to review as a match candidate, or treat as new).
+
+Property names read from entities (from the forms' `save_to`): households `head_name`
+(or `name`), `national_id`, `phone`, `village`, `gps`; members `full_name` (or `name`),
+`sex`, `date_of_birth`, `national_id`, `phone`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from server.accounts.models import User
+from server.db import utcnow
+from server.registry import matching
+from server.registry.models import HOUSEHOLDS, Entity, MatchCandidate, MatchKey, MatchModel
+
+log = logging.getLogger("diiwaan.registry")
+
+MAX_CANDIDATES = 200
+_thresholds: dict[str, matching.Thresholds] = {}
+
+
+def configure(link: float | None = None, review: float | None = None) -> None:
+    """Thresholds from configuration (log2 weights); the module's defaults otherwise."""
+    _thresholds.clear()
+    if link is not None or review is not None:
+        default = matching.DEFAULT_THRESHOLDS
+        _thresholds["*"] = matching.Thresholds(
+            link=default.link if link is None else link,
+            review=default.review if review is None else review,
+        )
+
+
+def thresholds() -> matching.Thresholds:
+    return _thresholds.get("*", matching.DEFAULT_THRESHOLDS)
+
+
+def _text(properties: dict[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = properties.get(name)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def _gps(properties: dict[str, Any]) -> tuple[float | None, float | None]:
+    raw = _text(properties, "gps", "location", "geopoint")
+    if raw:
+        parts = raw.replace(",", " ").split()
+        try:
+            return float(parts[0]), float(parts[1])
+        except (IndexError, ValueError):
+            pass
+    return None, None
+
+
+def person_record(entity: Entity) -> matching.PersonRecord:
+    properties = entity.properties
+    latitude, longitude = _gps(properties)
+    return matching.PersonRecord(
+        id=str(entity.id),
+        name=_text(properties, "full_name", "name", "head_name") or entity.label,
+        date_of_birth=_text(properties, "date_of_birth", "dob"),
+        sex=_text(properties, "sex", "gender"),
+        phone=_text(properties, "phone", "phone_number"),
+        national_id=_text(properties, "national_id", "id_number"),
+        village=_text(properties, "village"),
+        latitude=latitude,
+        longitude=longitude,
+        district=str(entity.district_id) if entity.district_id is not None else None,
+    )
+
+
+def household_record(session: Session, entity: Entity) -> matching.HouseholdRecord:
+    from server.registry.service import members_of
+
+    properties = entity.properties
+    latitude, longitude = _gps(properties)
+    head = person_record(entity)
+    return matching.HouseholdRecord(
+        id=str(entity.id),
+        head=head,
+        members=[person_record(member) for member in members_of(session, entity)],
+        village=_text(properties, "village"),
+        latitude=latitude,
+        longitude=longitude,
+        phone=head.phone,
+        national_id=head.national_id,
+        district=head.district,
+    )
+
+
+def _record(session: Session, entity: Entity) -> Any:
+    if entity.list_name == HOUSEHOLDS:
+        return household_record(session, entity)
+    return person_record(entity)
+
+
+def _compare(a: Any, b: Any) -> Any:
+    if isinstance(a, matching.HouseholdRecord):
+        return matching.compare_households(a, b)
+    return matching.compare_people(a, b)
+
+
+def identifier_keys(query: str) -> list[str]:
+    """Blocking keys for a national ID or phone typed into a search box."""
+    probe = matching.PersonRecord(id="", name="", phone=query, national_id=query)
+    return sorted(key for key in matching.blocking_keys(probe) if not key.startswith("d:"))
+
+
+def index(session: Session, entity: Entity, record: Any | None = None) -> set[str]:
+    record = record if record is not None else _record(session, entity)
+    keys = {key[:200] for key in matching.blocking_keys(record)}
+    session.execute(delete(MatchKey).where(MatchKey.entity_id == entity.id))
+    session.add_all(
+        MatchKey(list_name=entity.list_name, key=key, entity_id=entity.id) for key in keys
+    )
+    return keys
+
+
+def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Entity]:
+    if not keys:
+        return []
+    ids = (
+        select(MatchKey.entity_id)
+        .where(
+            MatchKey.list_name == entity.list_name,
+            MatchKey.key.in_(sorted(keys)),
+            MatchKey.entity_id != entity.id,
+        )
+        .distinct()
+        .limit(MAX_CANDIDATES)
+    )
+    statement = select(Entity).where(
+        Entity.id.in_(ids), Entity.merged_into_id.is_(None), Entity.deleted.is_(False)
+    )
+    found = list(session.scalars(statement))
+    if entity.created_by_submission_id is not None and entity.list_name != HOUSEHOLDS:
+        # Members registered together in one household are different people.
+        found = [e for e in found if e.created_by_submission_id != entity.created_by_submission_id]
+    return found
+
+
+def model_for(session: Session, list_name: str) -> matching.FellegiSunterModel:
+    stored = session.get(MatchModel, list_name)
+    if stored is not None and stored.parameters:
+        return matching.FellegiSunterModel.from_dict(stored.parameters)
+    return matching.default_model(household=list_name == HOUSEHOLDS)
+
+
+def index_and_match(session: Session, entity: Entity, actor: User | None) -> list[MatchCandidate]:
+    """Index a new or changed record and look for its duplicates in the registry."""
+    from server.registry.service import merge
+
+    record = _record(session, entity)
+    keys = index(session, entity, record)
+    session.flush()
+    model = model_for(session, entity.list_name)
+    limits = thresholds()
+    found: list[MatchCandidate] = []
+    for other in candidates(session, entity, keys):
+        score = model.score(_compare(record, _record(session, other)))
+        band = matching.classify(score, limits)
+        if band == "new":
+            continue
+        pair = session.scalar(
+            select(MatchCandidate).where(
+                MatchCandidate.entity_id == entity.id, MatchCandidate.candidate_id == other.id
+            )
+        )
+        if pair is None:
+            pair = MatchCandidate(
+                entity_id=entity.id, candidate_id=other.id, list_name=entity.list_name
+            )
+            session.add(pair)
+        pair.weight = float(score.weight)
+        pair.probability = float(score.probability)
+        pair.contributions = {k: float(v) for k, v in score.contributions.items()}
+        pair.band = band
+        pair.district_id = entity.district_id
+        if pair.state is None:
+            pair.state = "open"
+        found.append(pair)
+    session.flush()
+    links = sorted(
+        (p for p in found if p.band == "link" and p.state == "open"),
+        key=lambda p: p.weight,
+        reverse=True,
+    )
+    if links:
+        best = links[0]
+        survivor = session.get(Entity, best.candidate_id)
+        if survivor is not None and survivor.active and entity.active:
+            merge(session, None, survivor, entity, candidate=best, automatic=True)
+    return found
+
+
+def relink(
+    session: Session,
+    list_name: str,
+    *,
+    refit: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Re-match a whole list: rebuild blocking keys, re-estimate the model with EM on the
+    candidate pairs, re-score open pairs. Decided pairs keep their decision."""
+    entities = list(
+        session.scalars(
+            select(Entity).where(
+                Entity.list_name == list_name,
+                Entity.merged_into_id.is_(None),
+                Entity.deleted.is_(False),
+            )
+        )
+    )
+    records = {}
+    for entity in entities:
+        records[entity.id] = _record(session, entity)
+        index(session, entity, records[entity.id])
+        if progress:
+            progress(1)
+    session.flush()
+    pairs: list[tuple[Entity, Entity, Any]] = []
+    seen: set[tuple[Any, Any]] = set()
+    by_id = {e.id: e for e in entities}
+    for entity in entities:
+        keys = {
+            k.key for k in session.scalars(select(MatchKey).where(MatchKey.entity_id == entity.id))
+        }
+        for other in candidates(session, entity, keys):
+            pair_key = tuple(sorted((entity.id, other.id), key=str))
+            if pair_key in seen or other.id not in by_id:
+                continue
+            seen.add(pair_key)
+            older, newer = sorted((entity, other), key=lambda e: e.created_at)
+            pairs.append((newer, older, _compare(records[newer.id], records[older.id])))
+        if progress:
+            progress(1)
+    model = model_for(session, list_name)
+    if refit and len(pairs) >= 50:
+        model = matching.estimate_em([vector for _, _, vector in pairs], model)
+        stored = session.get(MatchModel, list_name) or MatchModel(list_name=list_name)
+        stored.parameters = model.to_dict()
+        stored.fitted_at = utcnow()
+        stored.pairs = len(pairs)
+        session.add(stored)
+    counts = {"records": len(entities), "pairs": len(pairs), "review": 0, "link": 0}
+    limits = thresholds()
+    for newer, older, vector in pairs:
+        score = model.score(vector)
+        band = matching.classify(score, limits)
+        existing = session.scalar(
+            select(MatchCandidate).where(
+                ((MatchCandidate.entity_id == newer.id) & (MatchCandidate.candidate_id == older.id))
+                | (
+                    (MatchCandidate.entity_id == older.id)
+                    & (MatchCandidate.candidate_id == newer.id)
+                )
+            )
+        )
+        if existing is not None and existing.state != "open":
+            continue
+        if band == "new":
+            if existing is not None:
+                session.delete(existing)
+            continue
+        counts[band] += 1
+        pair = existing or MatchCandidate(
+            entity_id=newer.id, candidate_id=older.id, list_name=list_name, state="open"
+        )
+        pair.weight, pair.probability = float(score.weight), float(score.probability)
+        pair.contributions = {k: float(v) for k, v in score.contributions.items()}
+        pair.band = "review" if band == "link" else band  # batch relink never merges unseen
+        pair.district_id = newer.district_id
+        session.add(pair)
+    session.flush()
+    return counts
