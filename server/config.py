@@ -6,8 +6,10 @@ with a message naming the variable, never a surprise hours later in the field.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -85,6 +87,7 @@ class Settings:
     incomplete_upload_days: int = 14
     worker_lease_seconds: int = 120
     match_link_weight: float | None = None
+    odk_validate: bool = True
     match_review_weight: float | None = None
     base_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -114,6 +117,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DIIWAAN_BASE_URL": ("base_url", lambda _v, raw: raw.rstrip("/")),
     "DIIWAAN_INCOMPLETE_UPLOAD_DAYS": ("incomplete_upload_days", lambda v, r: _int(v, r, 1, 3650)),
     "DIIWAAN_WORKER_LEASE_SECONDS": ("worker_lease_seconds", lambda v, r: _int(v, r, 5, 86400)),
+    "DIIWAAN_ODK_VALIDATE": ("odk_validate", _bool),
     "DIIWAAN_MATCH_LINK_WEIGHT": ("match_link_weight", lambda v, r: _float(v, r, -100, 100)),
     "DIIWAAN_MATCH_REVIEW_WEIGHT": ("match_review_weight", lambda v, r: _float(v, r, -100, 100)),
 }
@@ -128,14 +132,20 @@ def _persistent_secret(data_dir: Path, filename: str) -> str:
     across restarts without anyone inventing a secret by hand.
     """
     path = data_dir / filename
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
-    return value
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Several processes may start at once (gunicorn workers): each writes a private
+        # file and links it into place, so exactly one value wins and nobody can read a
+        # half-written secret.
+        fd, staging = tempfile.mkstemp(dir=data_dir, prefix=f".{filename}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):
+                os.link(staging, path)
+        finally:
+            os.unlink(staging)
+    return path.read_text().strip()
 
 
 def load_settings(

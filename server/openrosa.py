@@ -6,9 +6,10 @@ from __future__ import annotations
 from email.utils import formatdate
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 
 OPENROSA_VERSION = "1.0"
+BASIC_CHALLENGE = 'Basic realm="Diiwaan", charset="UTF-8"'
 
 
 def openrosa_blueprint(name: str, import_name: str) -> Blueprint:
@@ -25,6 +26,15 @@ def openrosa_blueprint(name: str, import_name: str) -> Blueprint:
     def _headers(response: Response) -> Response:
         response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
         response.headers["Date"] = formatdate(usegmt=True)
+        # Wrong Basic credentials are refused before any view runs; Collect prompts for
+        # new ones only when the 401 carries the challenge. A device token in the URL is
+        # not something a person can retype, so its 401 goes without.
+        if (
+            response.status_code == 401
+            and "WWW-Authenticate" not in response.headers
+            and not request.environ.get("diiwaan.url_token")
+        ):
+            response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
         return response
 
     return blueprint

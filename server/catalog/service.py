@@ -75,6 +75,14 @@ def private_key(session: Session, key_id: uuid.UUID, key_encryption_key: str) ->
 
 # --------------------------------------------------------------------------- forms
 
+# ODK Validate (java) checks every upload; DIIWAAN_ODK_VALIDATE=false turns it off.
+_odk_validate = [True]
+
+
+def configure(*, odk_validate: bool) -> None:
+    _odk_validate[0] = odk_validate
+
+
 
 @dataclass
 class UploadResult:
@@ -121,18 +129,48 @@ def upload_form(
 ) -> UploadResult:
     """Convert an XLSForm and store it as a new form version (draft or published).
 
-    The same version string with the same content is accepted again and changes
-    nothing; with different content it is refused, because devices tell versions apart
-    by that string. Files the form refers to may come along in `attachments`; when some
-    are still missing, a version meant to be published stays a draft and says why.
+    The same version string with the same content is accepted again and stores nothing
+    new (it still publishes that version if it is a draft and `publish` asks for it); with
+    different content it is refused, because devices tell versions apart by that string.
+    Files the form refers to may come along in `attachments`; when some are still
+    missing, a version meant to be published stays a draft and says why.
     """
     if actor is not None:
         require(actor, "forms.manage")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the file is larger than {max_bytes // (1024 * 1024)} MB")
+    # All or nothing, whatever the caller then does with its transaction: a caller that
+    # commits other work despite the error must not commit half a version (the version
+    # stored, then an unknown district or a broken attachment refused).
+    with session.begin_nested():
+        return _upload_form(
+            session,
+            actor,
+            data=data,
+            filename=filename,
+            store=store,
+            key_encryption_key=key_encryption_key,
+            publish=publish,
+            district_ids=district_ids,
+            attachments=attachments,
+        )
+
+
+def _upload_form(
+    session: Session,
+    actor: User | None,
+    *,
+    data: bytes,
+    filename: str,
+    store: BlobStore,
+    key_encryption_key: str,
+    publish: bool,
+    district_ids: Sequence[int] | None,
+    attachments: Sequence[tuple[str, bytes]],
+) -> UploadResult:
     key = active_key(session, key_encryption_key)
     try:
-        converted = convert(data, filename, public_key=key.public_key)
+        converted = convert(data, filename, public_key=key.public_key, validate=_odk_validate[0])
     except FormConversionError as error:
         problems = [_problem_dict(p) for p in error.problems]
         raise ValidationFailed(
@@ -164,7 +202,7 @@ def upload_form(
         )
         if existing is not None:
             if _same_content(existing, data, definition):
-                return UploadResult(form, existing, created=False)
+                return _upload_again(session, actor, form, existing, publish, district_ids)
             raise Conflict(
                 f"version {converted.version} of form {converted.form_id} already exists with "
                 "different content; change the version in the settings sheet",
@@ -217,6 +255,28 @@ def upload_form(
             result.note = f"kept as a draft until these files are uploaded: {', '.join(missing)}"
         else:
             publish_version(session, actor, version)
+    return result
+
+
+def _upload_again(
+    session: Session,
+    actor: User | None,
+    form: Form,
+    existing: FormVersion,
+    publish: bool,
+    district_ids: Sequence[int] | None,
+) -> UploadResult:
+    """The same version uploaded again stores nothing, but does what was asked of it:
+    `diiwaan forms publish FILE` after `--draft` publishes the draft."""
+    if district_ids is not None and set(district_ids) != form.district_ids:
+        set_form_districts(session, actor, form, district_ids)
+    result = UploadResult(form, existing, created=False, warnings=existing.warnings)
+    if publish and existing.state == "draft":
+        missing = missing_attachments(existing)
+        if missing:
+            result.note = f"kept as a draft until these files are uploaded: {', '.join(missing)}"
+        else:
+            publish_version(session, actor, existing)
     return result
 
 
@@ -541,7 +601,12 @@ def entity_presence(
 
 
 def has_media(version: FormVersion) -> bool:
-    return bool(definition_of(version).media_files or version.attachments)
+    """Whether the form list should give this version a manifest URL."""
+    return bool(
+        definition_of(version).media_files
+        or version.attachments
+        or dynamic_attachment_names(version)
+    )
 
 
 def collect_settings(server_url: str, *, project_name: str = "Diiwaan") -> dict[str, Any]:

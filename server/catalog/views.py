@@ -59,8 +59,20 @@ def _read_upload(upload: Any, limit: int) -> bytes:
     return data
 
 
-def _upload(upload: Any, *, publish: bool, district_ids: list[int] | None) -> service.UploadResult:
+def _upload(
+    upload: Any,
+    *,
+    publish: bool,
+    district_ids: list[int] | None,
+    media: list[Any] | None = None,
+) -> service.UploadResult:
     settings = _settings()
+    # A file input left empty still sends a part, without a file name.
+    attachments = [
+        (item.filename, _read_upload(item, service.MAX_ATTACHMENT_BYTES))
+        for item in media or []
+        if item.filename
+    ]
     return service.upload_form(
         db.session,
         g.user,
@@ -71,6 +83,7 @@ def _upload(upload: Any, *, publish: bool, district_ids: list[int] | None) -> se
         max_bytes=settings.max_form_bytes,
         publish=publish,
         district_ids=district_ids,
+        attachments=attachments,
     )
 
 
