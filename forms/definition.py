@@ -410,6 +410,9 @@ class FormDefinition:
     # Files the device must download with the form (images, audio, CSV and XML data,
     # entity lists as "<list>.csv"), in the order the form first refers to them.
     media_files: list[str] = field(default_factory=list)
+    # The languages in the order the XLSForm uses them, kept explicitly because JSON
+    # stores (PostgreSQL's JSONB) do not keep the key order of the label dicts.
+    language_order: list[str] = field(default_factory=list)
 
     # -- reading the tree ------------------------------------------------------------
 
@@ -443,6 +446,8 @@ class FormDefinition:
     @property
     def languages(self) -> list[str]:
         """The languages of labels, hints and choices, in the order the form uses them."""
+        if self.language_order:
+            return list(self.language_order)
         seen: dict[str, None] = {}
         for node in self.iter_nodes():
             seen.update(dict.fromkeys(node.labels))
@@ -479,6 +484,7 @@ class FormDefinition:
                 declaration.to_dict() for declaration in self.entity_declarations
             ],
             "media_files": list(self.media_files),
+            "languages": self.languages,
         }
 
     @classmethod
@@ -501,4 +507,5 @@ class FormDefinition:
                 for declaration in data.get("entity_declarations", [])
             ],
             media_files=[str(name) for name in data.get("media_files", [])],
+            language_order=[str(name) for name in data.get("languages", [])],
         )

@@ -820,6 +820,7 @@ def build_definition(survey_json: Mapping[str, Any], *, encryption: str = "none"
             declaration = definition.entity_declaration(question.entity_list)
             if declaration is not None:
                 declaration.properties[question.save_to] = question.path
+    definition.language_order = definition.languages
     return definition
 
 
