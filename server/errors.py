@@ -12,6 +12,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from flask import Flask, Response, g, jsonify, render_template, request
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("diiwaan.errors")
@@ -153,6 +154,14 @@ def handle_http_exception(error: HTTPException) -> Response:
     return error_response(status, code, message, details, headers)
 
 
+def handle_stale_data(_error: StaleDataError) -> Response:
+    # Optimistic locking (version_id_col): two saves read the same version and this one
+    # lost the race. The loser is told to reload; nothing was overwritten.
+    return error_response(
+        409, "conflict", "someone else saved this record at the same time; reload and retry"
+    )
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "an internal error occurred; it has been logged")
@@ -161,4 +170,5 @@ def handle_unexpected(error: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DiiwaanError, handle_diiwaan_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(StaleDataError, handle_stale_data)
     app.register_error_handler(Exception, handle_unexpected)

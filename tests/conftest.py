@@ -50,6 +50,8 @@ def app_settings(database_url: str, data_dir: Path, **extra: Any) -> dict[str, A
         "secret_key": "test-secret-key-0123456789",
         "key_encryption_key": "test-key-encryption-key-0123456789",
         "password_hash_cheap": True,
+        # ODK Validate starts a JVM per upload; tests of the validator call it directly.
+        "odk_validate": False,
         "TESTING": True,
         **extra,
     }
@@ -109,10 +111,14 @@ class Browser:
     def login(self, username: str, password: str = PASSWORD) -> Any:
         self.client.post("/logout", data={"csrf_token": self.csrf})
         self.refresh_csrf("/login")
-        return self.client.post(
+        response = self.client.post(
             "/login",
             data={"username": username, "password": password, "csrf_token": self.csrf},
         )
+        if response.status_code == 302:
+            # Signing in starts a fresh session, and with it a fresh CSRF token.
+            self.refresh_csrf("/")
+        return response
 
     def get(self, url: str, **kwargs: Any) -> Any:
         return self.client.get(url, **kwargs)

@@ -96,13 +96,19 @@ def load_identity() -> None:
             record_success=False,
         )
         g.auth_method = "basic"
-    elif "user_id" in session and not request.path.startswith("/api/"):
+    elif "user_id" in session and _session_cookie_honoured():
         user = sess.get(User, _uuid_or_none(session["user_id"]))
         if user is None or not user.active or session.get("fp") != session_fingerprint(user):
             session.clear()
         else:
             g.user = user
             g.auth_method = "session"
+
+
+def _session_cookie_honoured() -> bool:
+    # The API is CSRF-exempt, so a browser's cookie must not work there; its documentation
+    # page is an ordinary read-only page that shows the signed-in header like any other.
+    return not request.path.startswith("/api/") or request.endpoint == "api_docs"
 
 
 def _uuid_or_none(value: Any) -> Any:
@@ -140,8 +146,18 @@ def login_required(view: F) -> F:
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site relative paths are followed after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only same-site relative paths are followed after login (no open redirect).
+
+    Browsers drop tabs and newlines from URLs, so `/<TAB>/evil.example` would become
+    `//evil.example`; any whitespace or control character disqualifies the target.
+    """
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in target)
+    ):
         return target
     return url_for("home.index")
 

@@ -71,13 +71,15 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Two administrators editing the same user: the later save gets a 409, not a silent win.
+    # Only edits (service.update_user, deactivate_user) advance it; sign-in bookkeeping
+    # (failed_logins, locked_until, last_login_at) must not turn an open edit form stale.
     row_version: Mapped[int] = mapped_column(default=1)
 
     districts: Mapped[list[District]] = relationship(
         secondary=user_district, order_by="District.name"
     )
 
-    __mapper_args__ = {"version_id_col": row_version}
+    __mapper_args__ = {"version_id_col": row_version, "version_id_generator": False}
 
     @property
     def district_ids(self) -> set[int]:

@@ -14,7 +14,7 @@ import io
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -357,6 +357,7 @@ def update_user(
         user.active = active
         changes["active"] = active
     if changes:
+        user.row_version += 1
         session.flush()
         audit(session, actor, "user.update", user, **changes)
     return user
@@ -378,6 +379,7 @@ def deactivate_user(session: Session, actor: User | None, user: User) -> User:
     if user.active:
         _deactivate(session, user)
         user.active = False
+        user.row_version += 1
         session.flush()
     audit(session, actor, "user.deactivate", user, username=user.username)
     return user
@@ -405,6 +407,26 @@ def _burn_verification(password: str) -> None:
         _hasher.verify(dummy, password)
 
 
+def keep_even_if_rolled_back(session: Session, write: Callable[[Session], None]) -> None:
+    """Do `write` now, and again in its own transaction if the request fails and rolls back.
+
+    Failed sign-ins must be counted although the request that saw them answers with an
+    error; everything else that request did is still rolled back.
+    """
+    write(session)
+    session.info.setdefault("after_rollback", []).append(write)
+
+
+def _failure_note(
+    user_id: uuid.UUID | None, action: str, reason: str, actor_name: str | None = None
+) -> Callable[[Session], None]:
+    def write(session: Session) -> None:
+        user = session.get(User, user_id) if user_id is not None else None
+        audit(session, user, action, user, actor_name=actor_name, reason=reason)
+
+    return write
+
+
 def authenticate(
     session: Session,
     username: str,
@@ -416,35 +438,51 @@ def authenticate(
 ) -> User:
     """Check a username and password, counting failures and locking out after too many.
 
-    Failure bookkeeping must survive the error this raises, so the session is marked
-    for commit even when the request fails. Devices send HTTP Basic on every request;
-    for them (`record_success=False`) a success writes nothing.
+    Devices send HTTP Basic on every request; for them (`record_success=False`) a
+    success writes nothing.
     """
-    session.info["commit_on_error"] = True
     now = utcnow()
-    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    name = username.strip().lower()
+    user = session.scalar(select(User).where(User.username == name))
     if user is None:
         _burn_verification(password)
-        audit(session, None, "login.failed", actor_name=username[:80], reason="unknown user")
+        keep_even_if_rolled_back(
+            session, _failure_note(None, "login.failed", "unknown user", actor_name=username[:80])
+        )
         raise Unauthorized("wrong username or password")
+    user_id = user.id
     if user.locked_until is not None and as_utc(user.locked_until) > now:
         wait = int((as_utc(user.locked_until) - now).total_seconds()) + 1
-        audit(session, user, "login.locked", user, reason="account locked")
+        keep_even_if_rolled_back(session, _failure_note(user_id, "login.locked", "account locked"))
         raise TooManyRequests(
             f"too many failed sign-ins; try again in {max(1, wait // 60)} minute(s)",
             headers={"Retry-After": str(wait)},
         )
     if not _password_matches(user, password):
-        user.failed_logins += 1
-        locked = user.failed_logins >= max_failures
-        if locked:
-            user.locked_until = now + dt.timedelta(minutes=lockout_minutes)
-            user.failed_logins = 0
-        session.flush()
-        audit(session, user, "login.failed", user, reason="wrong password", locked=locked)
+        outcome: dict[str, bool] = {}
+
+        def count_failure(s: Session) -> None:
+            failing = s.get(User, user_id)
+            assert failing is not None
+            failing.failed_logins += 1
+            outcome["locked"] = failing.failed_logins >= max_failures
+            if outcome["locked"]:
+                failing.locked_until = utcnow() + dt.timedelta(minutes=lockout_minutes)
+                failing.failed_logins = 0
+            s.flush()
+            audit(
+                s,
+                failing,
+                "login.failed",
+                failing,
+                reason="wrong password",
+                locked=outcome["locked"],
+            )
+
+        keep_even_if_rolled_back(session, count_failure)
         raise Unauthorized("wrong username or password")
     if not user.active:
-        audit(session, user, "login.failed", user, reason="inactive")
+        keep_even_if_rolled_back(session, _failure_note(user_id, "login.failed", "inactive"))
         raise Unauthorized("this account is deactivated")
     if user.failed_logins or user.locked_until is not None:
         user.failed_logins = 0
@@ -512,7 +550,6 @@ def user_for_token(session: Session, secret: str, *, kind: str | None = None) ->
     # turn every read into a write.
     if token.last_used_at is None or now - as_utc(token.last_used_at) > dt.timedelta(minutes=1):
         token.last_used_at = now
-        session.info["commit_on_error"] = True
     return token.user, token
 
 

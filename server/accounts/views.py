@@ -20,7 +20,13 @@ from flask import (
 from flask.views import MethodView
 
 from server.accounts import service
-from server.accounts.auth import current_user, login_required, safe_next, start_session
+from server.accounts.auth import (
+    current_user,
+    login_required,
+    safe_next,
+    session_fingerprint,
+    start_session,
+)
 from server.accounts.models import ROLES
 from server.accounts.schemas import (
     AuditPageSchema,
@@ -61,7 +67,7 @@ def login() -> Any:
     next_url = safe_next(request.values.get("next"))
     if g.get("user") is not None and request.method == "GET":
         return redirect(next_url)
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     if request.method == "POST":
         settings = _settings()
         try:
@@ -73,11 +79,17 @@ def login() -> Any:
                 lockout_minutes=settings.login_lockout_minutes,
             )
         except (Unauthorized, TooManyRequests) as failure:
-            error, status = failure.message, failure.status
+            error, status, headers = failure.message, failure.status, failure.headers
         else:
             start_session(user)
             return redirect(next_url)
-    return render_template("accounts/login.html", error=error, next=next_url), status
+    # After a failure the username stays filled in; only the password is typed again.
+    username = request.form.get("username", "") if request.method == "POST" else ""
+    return (
+        render_template("accounts/login.html", error=error, next=next_url, username=username),
+        status,
+        headers,
+    )
 
 
 @pages.post("/logout")
@@ -151,6 +163,9 @@ def user_edit(user_id: str) -> Any:
             )
             if values["password"]:
                 service.set_password(db.session, g.user, user, values["password"])
+                if user.id == g.user.id:
+                    # A new password signs every other browser out; this one stays in.
+                    session["fp"] = session_fingerprint(user)
         except DiiwaanError as failure:
             db.session.rollback()
             user = service.get_user(db.session, user_id)
@@ -206,6 +221,7 @@ def token_revoke(token_id: str) -> Any:
 def districts() -> Any:
     problems: Any = None
     if request.method == "POST":
+        service.require(g.user, "districts.manage")
         upload = request.files.get("file")
         try:
             if upload is None or not upload.filename:
