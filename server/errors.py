@@ -144,10 +144,16 @@ def handle_http_exception(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     details = data.get("errors") or data.get("messages")
     message = data.get("message") or error.description or error.name
-    if status == 422:
-        # webargs/marshmallow validation: we answer 400 like every other bad input.
-        status, message = 400, "the request does not match the expected shape"
     code = _HTTP_CODES.get(status, "error")
+    if isinstance(details, dict) and set(details) <= {"json", "query", "form", "files"}:
+        # webargs files problems by where it found them; give the one flat
+        # {field: [problems]} shape every other error has.
+        flat: dict[str, Any] = {}
+        for problems in details.values():
+            flat.update(problems if isinstance(problems, dict) else {"_schema": problems})
+        details = flat
+        status, code = 400, "validation_failed"
+        message = "some fields are not valid: " + ", ".join(sorted(flat))
     headers = dict(data.get("headers") or {})
     if status == 405 and error.get_headers():
         headers.update({k: v for k, v in error.get_headers() if k == "Allow"})

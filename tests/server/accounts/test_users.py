@@ -169,7 +169,7 @@ def test_api_creates_a_user_with_districts(client, bearer, session):
 def test_api_names_every_missing_field(client, bearer):
     response = client.post("/api/v1/users", json={}, headers=bearer(AdminFactory()))
     assert response.status_code == 400
-    assert set(response.get_json()["error"]["details"]["json"]) == {
+    assert set(response.get_json()["error"]["details"]) == {
         "username",
         "role",
         "password",

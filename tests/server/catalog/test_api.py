@@ -94,7 +94,7 @@ def test_an_upload_without_a_file_is_a_400_naming_the_field(client, bearer):
     )
 
     assert response.status_code == 400
-    assert "file" in response.get_json()["error"]["details"]["files"]
+    assert "file" in response.get_json()["error"]["details"]
 
 
 def test_forms_are_listed_and_read_within_the_callers_districts(client, bearer, upload):
