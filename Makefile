@@ -44,7 +44,13 @@ test: $(DEV_STAMP) browser
 	  && $(BIN)/diiwaan db upgrade && $(BIN)/alembic check; rc=$$?; rm -rf $$tmp; exit $$rc
 	$(BIN)/pytest -q
 
-bench: $(DEV_STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@ $(DEV_STAMP) $(STAMP)
+
+bench: $(BENCH_STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -45,10 +45,15 @@ def _finish_transaction(response: Response) -> Response:
     """The request owns the transaction: commit once when it succeeded."""
     session = g.get("db_session")
     if session is not None:
-        if response.status_code < 400 or session.info.pop("commit_on_error", False):
+        keep = session.info.pop("after_rollback", [])
+        if response.status_code < 400:
             session.commit()
         else:
             session.rollback()
+            if keep:
+                for write in keep:
+                    write(session)
+                session.commit()
     return response
 
 
@@ -87,11 +92,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
     from server.accounts import views as accounts_views
     from server.catalog import openrosa_views as catalog_devices
+    from server.catalog import service as catalog_service
     from server.catalog import views as catalog_views
     from server.cli import register_commands
     from server.home import views as home_views
     from server.intake import openrosa_views as intake_devices
     from server.intake import views as intake_views
+    from server.registry import integration as registry_integration
+    from server.registry import views as registry_views
 
     for blueprint in (
         accounts_views.pages,
@@ -105,10 +113,17 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     for blueprint in (catalog_devices.devices, intake_devices.devices):
         app.register_blueprint(blueprint)
         csrf.exempt(blueprint)
-    for blueprint in (accounts_views.api_bp, catalog_views.api_bp, intake_views.api_bp):
+    for blueprint in (
+        accounts_views.api_bp,
+        catalog_views.api_bp,
+        intake_views.api_bp,
+        registry_views.api_bp,
+    ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)
 
+    registry_integration.init_app(app)
+    catalog_service.configure(odk_validate=settings.odk_validate)
     app.before_request(load_identity)
     app.after_request(_finish_transaction)
     app.after_request(_security_headers)

@@ -260,6 +260,7 @@ def serve(host: str, port: int) -> None:
 def register_commands(app: Flask) -> None:
     from server.catalog.cli import COMMANDS as catalog_commands
     from server.intake.cli import COMMANDS as intake_commands
+    from server.registry.cli import COMMANDS as registry_commands
 
     for command in (
         db_group,
@@ -270,6 +271,7 @@ def register_commands(app: Flask) -> None:
         serve,
         *catalog_commands,
         *intake_commands,
+        *registry_commands,
     ):
         app.cli.add_command(command)
 

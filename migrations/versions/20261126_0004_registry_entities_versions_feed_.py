@@ -361,6 +361,9 @@ def upgrade() -> None:
         ),
         sa.Column("automatic", sa.Boolean(), nullable=False),
         sa.Column(
+            "parent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
             "moved_member_ids",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
@@ -386,6 +389,11 @@ def upgrade() -> None:
             name=op.f("fk_registry_merge_merged_id_registry_entity"),
         ),
         sa.ForeignKeyConstraint(
+            ["parent_id"],
+            ["registry_merge.id"],
+            name=op.f("fk_registry_merge_parent_id_registry_merge"),
+        ),
+        sa.ForeignKeyConstraint(
             ["survivor_id"],
             ["registry_entity.id"],
             name=op.f("fk_registry_merge_survivor_id_registry_entity"),
@@ -403,6 +411,9 @@ def upgrade() -> None:
             batch_op.f("ix_registry_merge_merged_id"), ["merged_id"], unique=False
         )
         batch_op.create_index(
+            batch_op.f("ix_registry_merge_parent_id"), ["parent_id"], unique=False
+        )
+        batch_op.create_index(
             batch_op.f("ix_registry_merge_survivor_id"), ["survivor_id"], unique=False
         )
 
@@ -414,6 +425,7 @@ def downgrade() -> None:
     with op.batch_alter_table("registry_merge", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_registry_merge_survivor_id"))
         batch_op.drop_index(batch_op.f("ix_registry_merge_merged_id"))
+        batch_op.drop_index(batch_op.f("ix_registry_merge_parent_id"))
 
     op.drop_table("registry_merge")
     with op.batch_alter_table("registry_match_key", schema=None) as batch_op:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from server.accounts.models import User
@@ -128,19 +128,23 @@ def index(session: Session, entity: Entity, record: Any | None = None) -> set[st
 def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Entity]:
     if not keys:
         return []
+    # Most shared keys first: when a common name fills a block past the cap, the records
+    # agreeing on several keys (names, phone, ID) are the ones kept.
     ids = (
         select(MatchKey.entity_id)
+        .join(Entity, Entity.id == MatchKey.entity_id)
         .where(
             MatchKey.list_name == entity.list_name,
             MatchKey.key.in_(sorted(keys)),
             MatchKey.entity_id != entity.id,
+            Entity.merged_into_id.is_(None),
+            Entity.deleted.is_(False),
         )
-        .distinct()
+        .group_by(MatchKey.entity_id)
+        .order_by(func.count().desc(), MatchKey.entity_id)
         .limit(MAX_CANDIDATES)
     )
-    statement = select(Entity).where(
-        Entity.id.in_(ids), Entity.merged_into_id.is_(None), Entity.deleted.is_(False)
-    )
+    statement = select(Entity).where(Entity.id.in_(ids))
     found = list(session.scalars(statement))
     if entity.created_by_submission_id is not None and entity.list_name != HOUSEHOLDS:
         # Members registered together in one household are different people.
@@ -162,6 +166,8 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
     record = _record(session, entity)
     keys = index(session, entity, record)
     session.flush()
+    if not entity.active:
+        return []  # already merged (e.g. with its household): nothing left to find
     model = model_for(session, entity.list_name)
     limits = thresholds()
     found: list[MatchCandidate] = []
@@ -194,7 +200,10 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
         key=lambda p: p.weight,
         reverse=True,
     )
-    if links:
+    # Households link automatically. A person found in another household is a question
+    # for a supervisor (moved? registered twice?), never merged behind the households'
+    # backs; members merge automatically only when their households do.
+    if links and entity.list_name == HOUSEHOLDS:
         best = links[0]
         survivor = session.get(Entity, best.candidate_id)
         if survivor is not None and survivor.active and entity.active:
@@ -282,3 +291,59 @@ def relink(
         session.add(pair)
     session.flush()
     return counts
+
+
+def reconcile_members(session: Session, household_merge: Any, actor: User | None) -> None:
+    """After two households merge, pair the people of the merged one with the survivor's
+    one-to-one: strong pairs are merged (and undone with the household merge), weaker
+    ones become match candidates for a supervisor."""
+    import uuid
+
+    from server.registry.service import merge
+
+    moved_ids = {uuid.UUID(str(value)) for value in household_merge.moved_member_ids}
+    people = list(
+        session.scalars(
+            select(Entity).where(
+                Entity.household_id == household_merge.survivor_id,
+                Entity.merged_into_id.is_(None),
+                Entity.deleted.is_(False),
+            )
+        )
+    )
+    moved = [p for p in people if p.id in moved_ids]
+    staying = [p for p in people if p.id not in moved_ids]
+    if not moved or not staying:
+        return
+    by_id = {str(p.id): p for p in people}
+    limits = thresholds()
+    for pair in matching.align_members(
+        [person_record(p) for p in moved],
+        [person_record(p) for p in staying],
+        minimum_weight=limits.review,
+    ):
+        newer, older = by_id[pair.a_id], by_id[pair.b_id]
+        candidate = session.scalar(
+            select(MatchCandidate).where(
+                MatchCandidate.entity_id == newer.id, MatchCandidate.candidate_id == older.id
+            )
+        ) or MatchCandidate(
+            entity_id=newer.id, candidate_id=older.id, list_name=newer.list_name, state="open"
+        )
+        candidate.weight = float(pair.score.weight)
+        candidate.probability = float(pair.score.probability)
+        candidate.contributions = {k: float(v) for k, v in pair.score.contributions.items()}
+        candidate.band = matching.classify(pair.score, limits)
+        candidate.district_id = older.district_id
+        session.add(candidate)
+        session.flush()
+        if candidate.band == "link" and candidate.state == "open":
+            merge(
+                session,
+                actor,
+                older,
+                newer,
+                candidate=candidate,
+                automatic=True,
+                parent=household_merge,
+            )

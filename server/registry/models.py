@@ -196,6 +196,8 @@ class Merge(Base):
     merged_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("registry_entity.id"), index=True)
     candidate_id: Mapped[int | None] = mapped_column(ForeignKey("registry_match_candidate.id"))
     automatic: Mapped[bool] = mapped_column(default=False)
+    # Member merges made because their households merged; undone with the household's.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("registry_merge.id"), index=True)
     # Members moved from the merged household to the survivor, to move back on unmerge.
     moved_member_ids: Mapped[list[Any]] = mapped_column(default=list)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(

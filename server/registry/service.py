@@ -777,6 +777,7 @@ def merge(
     *,
     candidate: MatchCandidate | None = None,
     automatic: bool = False,
+    parent: Merge | None = None,
 ) -> Merge:
     """Fold `merged` into `survivor`: both rows stay, the merged one redirects; a merged
     household's members move to the survivor (and move back on unmerge)."""
@@ -821,6 +822,7 @@ def merge(
         merged_id=merged.id,
         candidate_id=candidate.id if candidate else None,
         automatic=automatic,
+        parent_id=parent.id if parent else None,
         moved_member_ids=moved,
         actor_id=actor.id if actor else None,
     )
@@ -839,6 +841,10 @@ def merge(
         automatic=automatic,
         members_moved=len(moved),
     )
+    if moved:
+        from server.registry import linking
+
+        linking.reconcile_members(session, record, actor)
     return record
 
 
@@ -854,6 +860,10 @@ def unmerge(session: Session, actor: User, record: Merge) -> Merge:
     if merged.merged_into_id != survivor.id:
         raise Conflict("the records changed since this merge; undo later merges first")
     _lock_feed(session)
+    for child in session.scalars(
+        select(Merge).where(Merge.parent_id == record.id, Merge.undone_at.is_(None))
+    ):
+        unmerge(session, actor, child)
     merged.merged_into_id = None
     merged.version += 1
     _new_version(

@@ -1,0 +1,932 @@
+"""Finding the same household or person twice: blocking keys, field comparisons, and a
+Fellegi–Sunter model (fitted by EM) that scores a pair and says why. Pure Python: no Flask,
+no database; `server.registry.linking` stores keys and models and calls this."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+
+from rapidfuzz.distance import OSA, JaroWinkler
+
+from server.registry.names import (
+    COMMON_NAMES,
+    ascii_fold,
+    name_tokens,
+    normalise_name,
+    phonetic_code,
+    phonetic_keys,
+    skeleton,
+)
+
+__all__ = [
+    "DEFAULT_COUNTRY_CODE",
+    "DEFAULT_THRESHOLDS",
+    "HOUSEHOLD_FIELDS",
+    "MISSING",
+    "PERSON_FIELDS",
+    "Band",
+    "ComparisonVector",
+    "FellegiSunterModel",
+    "HouseholdRecord",
+    "MemberMatch",
+    "PersonRecord",
+    "Score",
+    "Thresholds",
+    "align_members",
+    "blocking_keys",
+    "classify",
+    "compare_dates",
+    "compare_households",
+    "compare_people",
+    "default_model",
+    "estimate_em",
+    "estimate_u",
+    "haversine_m",
+    "member_overlap",
+    "name_similarity",
+    "name_tokens",
+    "normalise_name",
+    "normalise_national_id",
+    "normalise_phone",
+    "normalise_sex",
+    "birth_year",
+    "phonetic_keys",
+]
+
+MISSING = "missing"
+DEFAULT_COUNTRY_CODE = "252"  # Somalia; Kenya is "254"
+
+# Each field's levels, strongest agreement first; MISSING is implicit everywhere and
+# carries no weight (it neither helps nor hurts a pair).
+NAME_LEVELS = ("exact", "jw94", "jw88", "different")
+DATE_LEVELS = ("exact", "swap", "typo", "year_month", "year", "year_1", "different")
+SEX_LEVELS = ("agree", "disagree")
+VILLAGE_LEVELS = ("exact", "similar", "different")
+GPS_LEVELS = ("50m", "250m", "1km", "far")
+IDENTIFIER_LEVELS = ("exact", "typo", "different")
+MEMBER_LEVELS = ("75", "50", "some", "none")
+
+PERSON_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": NAME_LEVELS,
+    "date_of_birth": DATE_LEVELS,
+    "sex": SEX_LEVELS,
+    "village": VILLAGE_LEVELS,
+    "gps": GPS_LEVELS,
+    "phone": IDENTIFIER_LEVELS,
+    "national_id": IDENTIFIER_LEVELS,
+}
+HOUSEHOLD_FIELDS: dict[str, tuple[str, ...]] = {
+    "head_name": NAME_LEVELS,
+    "head_date_of_birth": DATE_LEVELS,
+    "head_sex": SEX_LEVELS,
+    "village": VILLAGE_LEVELS,
+    "gps": GPS_LEVELS,
+    "phone": IDENTIFIER_LEVELS,
+    "national_id": IDENTIFIER_LEVELS,
+    "members": MEMBER_LEVELS,
+}
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(slots=True)
+class PersonRecord:
+    """One person as the matcher sees them. `date_of_birth` is 'YYYY-MM-DD', 'YYYY-MM' or
+    'YYYY' (ages estimated in the field are often a year only)."""
+
+    id: str
+    name: str | None = None
+    date_of_birth: str | None = None
+    sex: str | None = None
+    phone: str | None = None
+    national_id: str | None = None
+    village: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    district: str | None = None
+
+
+@dataclass(slots=True)
+class HouseholdRecord:
+    """A household: its head, the other members, and where and how to reach it. Household
+    phone, ID and place fall back to the head's when missing."""
+
+    id: str
+    head: PersonRecord
+    members: list[PersonRecord] = field(default_factory=list)
+    village: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    phone: str | None = None
+    national_id: str | None = None
+    district: str | None = None
+
+
+# ---------------------------------------------------------------- field normalisation
+
+
+_SEX = {
+    "m": "m", "male": "m", "man": "m", "boy": "m", "lab": "m", "nin": "m", "wiil": "m",
+    "f": "f", "female": "f", "woman": "f", "girl": "f", "dhedig": "f", "naag": "f",
+    "gabar": "f", "dumar": "f",
+}  # fmt: skip
+_PLACEHOLDERS = frozenset({"na", "none", "null", "nil", "unknown", "maya", "hapana"})
+_DATE = re.compile(r"^\s*(\d{4})(?:[-/.]?(\d{1,2})(?:[-/.]?(\d{1,2}))?)?")
+_DAY_FIRST = re.compile(r"^\s*(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\s*$")  # 12/03/1985
+
+
+def normalise_sex(text: str | None) -> str | None:
+    """'M', 'Male', 'Lab' (Somali) → 'm'; 'F', 'Female', 'Dhedig' → 'f'; else None."""
+    if not text:
+        return None
+    return _SEX.get(text.strip().lower())
+
+
+def normalise_phone(
+    text: str | None, default_country_code: str = DEFAULT_COUNTRY_CODE
+) -> str | None:
+    """E.164 digits without '+': '+252 61 555 1234', '00252615551234', '252615551234' and
+    '0615551234' → '252615551234'; a local number takes `default_country_code` ('254' for
+    Kenya: '0712 345 678' → '254712345678'). Placeholders ('000000000', 'N/A') → None."""
+    if not text:
+        return None
+    stripped = text.strip()
+    digits = "".join(ch for ch in stripped if ch.isdigit())
+    if len(digits) < 6 or len(set(digits)) == 1:
+        return None
+    if stripped.startswith("+"):
+        return digits if len(digits) <= 15 else None
+    if digits.startswith("00"):
+        digits = digits[2:]
+        return digits if len(digits) >= 8 else None
+    if digits.startswith(("252", "254")) and len(digits) >= 11:
+        return digits
+    if digits.startswith("0"):
+        digits = digits[1:]
+    return default_country_code + digits
+
+
+def _national_number(e164: str) -> str:
+    """The last nine digits: Somali and Kenyan mobile numbers without country code, so a
+    number read with the wrong default country still meets itself."""
+    return e164[-9:]
+
+
+def normalise_national_id(text: str | None) -> str | None:
+    """Upper-case letters and digits only, leading zeros off (spreadsheets drop them);
+    placeholders ('0', 'N/A', '-', 'none', '111111') → None."""
+    if not text:
+        return None
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum()).lstrip("0")
+    if len(cleaned) < 4 or len(set(cleaned)) == 1 or cleaned.lower() in _PLACEHOLDERS:
+        return None
+    if not any(ch.isdigit() for ch in cleaned):
+        return None
+    return cleaned
+
+
+@lru_cache(maxsize=200_000)
+def _parse_date(text: str) -> tuple[int, int | None, int | None] | None:
+    """(year, month, day) from 'YYYY-MM-DD', 'YYYY-MM', 'YYYY', 'YYYYMMDD' or 'DD/MM/YYYY';
+    an impossible month with a possible day is read the other way round; None if no year."""
+    day_first = _DAY_FIRST.match(text)
+    if day_first:
+        dd, mm, yyyy = (int(part) for part in day_first.groups())
+        parts: tuple[int, int | None, int | None] = (yyyy, mm, dd)
+    else:
+        match = _DATE.match(text)
+        if not match:
+            return None
+        parts = (
+            int(match.group(1)),
+            int(match.group(2)) if match.group(2) else None,
+            int(match.group(3)) if match.group(3) else None,
+        )
+    year, month, day = parts
+    if not 1880 <= year <= 2100:
+        return None
+    if month is not None and month > 12 and day is not None and 1 <= day <= 12:
+        month, day = day, month
+    if month is None or not 1 <= month <= 12:
+        return year, None, None
+    if day is None or not 1 <= day <= 31:
+        return year, month, None
+    return year, month, day
+
+
+def birth_year(text: str | None) -> int | None:
+    """The year of a 'YYYY[-MM[-DD]]' date, or None."""
+    parsed = _parse_date(text) if text else None
+    return parsed[0] if parsed else None
+
+
+@lru_cache(maxsize=100_000)
+def _place(text: str) -> str:
+    return " ".join(skeleton(word) for word in ascii_fold(text).split())
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+@dataclass(slots=True)
+class ComparisonVector:
+    """The level each field reached for one pair, and the raw figure behind it (name
+    similarity, distance in metres, member share) for a reviewer."""
+
+    levels: dict[str, str]
+    values: dict[str, float | None] = field(default_factory=dict)
+
+    def level(self, name: str) -> str:
+        return self.levels.get(name, MISSING)
+
+
+_ORDER_FACTOR = 0.97  # same names, another order ('Otieno John' / 'John Otieno')
+_MISSING_LAST_FACTOR = 0.96  # 'Ahmed Ali' / 'Ahmed Ali Hassan': grandfather left out
+_GIVEN_ONLY_FACTOR = 0.90  # 'Ahmed' / 'Ahmed Ali Hassan'
+_SHIFTED_FACTOR = 0.85  # 'Ali Hassan' / 'Ahmed Ali Hassan': the father's name, not his
+
+
+@lru_cache(maxsize=200_000)
+def _jaro_winkler(a: str, b: str) -> float:
+    return JaroWinkler.similarity(a, b)
+
+
+@lru_cache(maxsize=200_000)
+def _token_similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    if a == b:
+        return 1.0
+    scored = sorted(
+        (-_jaro_winkler(x, y), abs(i - j), i, j) for i, x in enumerate(a) for j, y in enumerate(b)
+    )
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    aligned: list[tuple[int, int, float]] = []
+    for negative, _, i, j in scored:
+        if i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        aligned.append((i, j, -negative))
+        if len(aligned) == min(len(a), len(b)):
+            break
+    aligned.sort()
+    mean = sum(s for _, _, s in aligned) / len(aligned)
+    in_order = all(aligned[k][1] < aligned[k + 1][1] for k in range(len(aligned) - 1))
+    given_to_given = aligned[0][0] == 0 and aligned[0][1] == 0
+    if len(a) == len(b):
+        return mean if in_order and given_to_given else mean * _ORDER_FACTOR
+    # One name is shorter: it should be the start of the longer one (given, father, ...).
+    shorter = len(aligned)
+    prefix = in_order and all(i == k and j == k for k, (i, j, _) in enumerate(aligned))
+    if prefix:
+        return mean * (_MISSING_LAST_FACTOR if shorter >= 2 else _GIVEN_ONLY_FACTOR)
+    return mean * _SHIFTED_FACTOR
+
+
+def name_similarity(a: str | None, b: str | None) -> float | None:
+    """Jaro–Winkler on canonical tokens aligned one-to-one regardless of order, then
+    discounted when the order differs or a trailing name (grandfather) is missing, and more
+    when the shorter name lines up with the other's father and grandfather (a father and
+    son share two of three names). 1.0 only for the same canonical name."""
+    ta, tb = tuple(name_tokens(a)), tuple(name_tokens(b))
+    if not ta or not tb:
+        return None
+    return _token_similarity(ta, tb)
+
+
+def _name_level(similarity: float | None) -> str:
+    if similarity is None:
+        return MISSING
+    if similarity >= 0.9999:
+        return "exact"
+    if similarity >= 0.94:
+        return "jw94"
+    if similarity >= 0.88:
+        return "jw88"
+    return "different"
+
+
+def compare_dates(a: str | None, b: str | None) -> str:
+    """Date of birth level: exact; swap (day and month exchanged); typo (one digit of
+    YYYYMMDD differs); year_month; year; year_1 (a year apart, as estimated ages are);
+    different; missing."""
+    pa = _parse_date(a) if a else None
+    pb = _parse_date(b) if b else None
+    if pa is None or pb is None:
+        return MISSING
+    (ya, ma, da), (yb, mb, db) = pa, pb
+    full = None not in (ma, da, mb, db)
+    if pa == pb:
+        return "exact" if full else ("year_month" if ma is not None and mb is not None else "year")
+    if full and ya == yb and ma == db and da == mb:
+        return "swap"
+    if full:
+        sa = f"{ya:04d}{ma:02d}{da:02d}"
+        sb = f"{yb:04d}{mb:02d}{db:02d}"
+        if sum(x != y for x, y in zip(sa, sb, strict=True)) == 1:
+            return "typo"
+    if ya == yb:
+        return "year_month" if ma is not None and ma == mb else "year"
+    if abs(ya - yb) == 1:
+        return "year_1"
+    return "different"
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi = phi2 - phi1
+    dlambda = math.radians(lon2 - lon1)
+    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _position(latitude: float | None, longitude: float | None) -> tuple[float, float] | None:
+    if latitude is None or longitude is None:
+        return None
+    if (latitude == 0 and longitude == 0) or abs(latitude) > 90 or abs(longitude) > 180:
+        return None
+    return latitude, longitude
+
+
+def _gps(a: tuple[float, float] | None, b: tuple[float, float] | None) -> tuple[str, float | None]:
+    if a is None or b is None:
+        return MISSING, None
+    metres = haversine_m(a[0], a[1], b[0], b[1])
+    if metres < 50:
+        return "50m", metres
+    if metres < 250:
+        return "250m", metres
+    if metres < 1000:
+        return "1km", metres
+    return "far", metres
+
+
+def _identifier(a: str | None, b: str | None) -> str:
+    if a is None or b is None:
+        return MISSING
+    if a == b:
+        return "exact"
+    if OSA.distance(a, b, score_cutoff=1) <= 1:  # one wrong, missing or swapped character
+        return "typo"
+    return "different"
+
+
+def _phone_level(a: str | None, b: str | None) -> str:
+    pa, pb = normalise_phone(a), normalise_phone(b)
+    if pa is None or pb is None:
+        return MISSING
+    return _identifier(_national_number(pa), _national_number(pb))
+
+
+def _village(a: str | None, b: str | None) -> tuple[str, float | None]:
+    pa = _place(a) if a else ""
+    pb = _place(b) if b else ""
+    if not pa or not pb:
+        return MISSING, None
+    if pa == pb:
+        return "exact", 1.0
+    similarity = JaroWinkler.similarity(pa, pb)
+    return ("similar" if similarity >= 0.9 else "different"), similarity
+
+
+def _sex(a: str | None, b: str | None) -> str:
+    sa, sb = normalise_sex(a), normalise_sex(b)
+    if sa is None or sb is None:
+        return MISSING
+    return "agree" if sa == sb else "disagree"
+
+
+def compare_people(a: PersonRecord, b: PersonRecord) -> ComparisonVector:
+    """Compare two people field by field (see PERSON_FIELDS for the levels)."""
+    similarity = name_similarity(a.name, b.name)
+    village, village_similarity = _village(a.village, b.village)
+    gps, metres = _gps(_position(a.latitude, a.longitude), _position(b.latitude, b.longitude))
+    levels = {
+        "name": _name_level(similarity),
+        "date_of_birth": compare_dates(a.date_of_birth, b.date_of_birth),
+        "sex": _sex(a.sex, b.sex),
+        "village": village,
+        "gps": gps,
+        "phone": _phone_level(a.phone, b.phone),
+        "national_id": _identifier(
+            normalise_national_id(a.national_id), normalise_national_id(b.national_id)
+        ),
+    }
+    return ComparisonVector(
+        levels, {"name": similarity, "village": village_similarity, "gps": metres}
+    )
+
+
+def _members_match(a: PersonRecord, b: PersonRecord) -> float | None:
+    ya, yb = birth_year(a.date_of_birth), birth_year(b.date_of_birth)
+    if ya is not None and yb is not None:
+        if abs(ya - yb) > 1:
+            return None
+        required, bonus = 0.88, (0.05 if ya == yb else 0.0)
+    else:
+        required, bonus = 0.94, 0.0  # no year to back a weaker name
+    similarity = name_similarity(a.name, b.name)
+    if similarity is None or similarity < required:
+        return None
+    return similarity + bonus
+
+
+def member_overlap(a: Sequence[PersonRecord], b: Sequence[PersonRecord]) -> float | None:
+    """Share of members found in both lists (Dice: 2·matched / (|a| + |b|)), pairing people
+    greedily by name similarity where birth years are within a year. None if either list is
+    empty."""
+    if not a or not b:
+        return None
+    scored = []
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            score = _members_match(x, y)
+            if score is not None:
+                scored.append((score, i, j))
+    scored.sort(reverse=True)
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    for _, i, j in scored:
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+    return 2 * len(used_a) / (len(a) + len(b))
+
+
+def _member_level(share: float | None) -> str:
+    if share is None:
+        return MISSING
+    if share >= 0.75:
+        return "75"
+    if share >= 0.5:
+        return "50"
+    return "some" if share > 0 else "none"
+
+
+def compare_households(a: HouseholdRecord, b: HouseholdRecord) -> ComparisonVector:
+    """Compare two households: their heads (name, birth date, sex), the household's place,
+    phone and ID (the head's when the household has none), and how many other members the
+    two share (see HOUSEHOLD_FIELDS)."""
+    similarity = name_similarity(a.head.name, b.head.name)
+    village, village_similarity = _village(a.village or a.head.village, b.village or b.head.village)
+    gps, metres = _gps(_household_position(a), _household_position(b))
+    share = member_overlap(a.members, b.members)
+    levels = {
+        "head_name": _name_level(similarity),
+        "head_date_of_birth": compare_dates(a.head.date_of_birth, b.head.date_of_birth),
+        "head_sex": _sex(a.head.sex, b.head.sex),
+        "village": village,
+        "gps": gps,
+        "phone": _phone_level(a.phone or a.head.phone, b.phone or b.head.phone),
+        "national_id": _identifier(
+            normalise_national_id(a.national_id or a.head.national_id),
+            normalise_national_id(b.national_id or b.head.national_id),
+        ),
+        "members": _member_level(share),
+    }
+    return ComparisonVector(
+        levels,
+        {"head_name": similarity, "village": village_similarity, "gps": metres, "members": share},
+    )
+
+
+def _household_position(household: HouseholdRecord) -> tuple[float, float] | None:
+    return _position(household.latitude, household.longitude) or _position(
+        household.head.latitude, household.head.longitude
+    )
+
+
+# ---------------------------------------------------------------- blocking
+
+
+def _person_keys(
+    person: PersonRecord, district: str | None, country_code: str, *, family_pair: bool
+) -> set[str]:
+    keys: set[str] = set()
+    national_id = normalise_national_id(person.national_id)
+    if national_id:
+        keys.add(f"nid:{national_id}")
+    phone = normalise_phone(person.phone, country_code)
+    if phone:
+        keys.add(f"ph:{_national_number(phone)}")
+    tokens = name_tokens(person.name)
+    if not tokens:
+        return keys
+    codes = [phonetic_code(token) for token in tokens[:3]]
+    initials = "".join(sorted(token[0] for token in tokens[:2]))
+    year = birth_year(person.date_of_birth)
+    where = f"d:{district or '-'}"
+    if len(codes) == 1:
+        keys.add(f"{where}|n:{codes[0]}")
+    if len(codes) > 1:
+        keys.add(f"{where}|n:{_pair_code(codes[0], codes[1])}")
+    if len(codes) > 2:
+        # A misspelt or dropped father's name (for a head also the given name): the other
+        # two. Two common Somali names together name too many people, so such a pair is
+        # qualified by the initial of the name left out, which typing rarely gets wrong.
+        for i, j, left_out in ((0, 2, 1), (1, 2, 0)) if family_pair else ((0, 2, 1),):
+            key = f"{where}|n:{_pair_code(codes[i], codes[j])}"
+            if tokens[i] in COMMON_NAMES and tokens[j] in COMMON_NAMES:
+                key += f"|i:{tokens[left_out][0]}"
+            keys.add(key)
+    if year is not None:
+        keys.add(f"{where}|yob:{year}|n1:{initials}")
+        if len(codes) > 1:
+            # Across districts (displacement): given + father + year of birth.
+            keys.add(f"n:{_pair_code(codes[0], codes[1])}|yob:{year}")
+    date = _full_date(person.date_of_birth)
+    if date is not None:
+        # Across districts, whatever happened to the names after their first letters.
+        for token in tokens[:2]:
+            keys.add(f"dob:{date}|n1:{token[0]}")
+    return keys
+
+
+def _pair_code(a: str, b: str) -> str:
+    """Two names' codes in either order: 'Wanjiru Mary' and 'Mary Wanjiru' meet."""
+    return f"{a}+{b}" if a <= b else f"{b}+{a}"
+
+
+def _full_date(text: str | None) -> str | None:
+    parsed = _parse_date(text) if text else None
+    if parsed is None or parsed[1] is None or parsed[2] is None:
+        return None
+    return f"{parsed[0]:04d}-{parsed[1]:02d}-{parsed[2]:02d}"
+
+
+def blocking_keys(
+    record: PersonRecord | HouseholdRecord, *, country_code: str = DEFAULT_COUNTRY_CODE
+) -> set[str]:
+    """Keys a record is filed under; candidates are the records sharing at least one.
+
+    - 'nid:<ID>' and 'ph:<last nine digits>' — identifiers, whatever the district;
+    - 'd:<district>|n:<A>+<B>' — metaphone codes of unordered pairs among the first three
+      names: given+father, given+grandfather, and for a household head father+grandfather
+      (a misspelt given name), so one misspelt or dropped name or another order still
+      meets. A pair other than given+father made of two common Somali names gets '|i:<x>',
+      the initial of the name left out. People are not filed under father+grandfather:
+      every sibling shares it. One name only: 'd:<district>|n:<A>';
+    - 'd:<district>|yob:<year>|n1:<initials>' — year of birth and the initials of the
+      first two names;
+    - 'n:<given>+<father>|yob:<year>' — the same person registered in another district;
+    - 'dob:<YYYY-MM-DD>|n1:<initial>' — a full date of birth with the initial of the given
+      name, and again with the father's (or surname's): any district, any misspelling.
+
+    A household is filed under its head's keys, its own phone and ID, and its members'
+    phones and IDs (so a household whose head changed still meets itself)."""
+    if isinstance(record, PersonRecord):
+        return _person_keys(record, record.district, country_code, family_pair=False)
+    district = record.district or record.head.district
+    keys = _person_keys(record.head, district, country_code, family_pair=True)
+    identifiers = [PersonRecord(id=record.id, phone=record.phone, national_id=record.national_id)]
+    identifiers += [
+        PersonRecord(id=member.id, phone=member.phone, national_id=member.national_id)
+        for member in record.members
+    ]
+    for person in identifiers:
+        keys |= _person_keys(person, district, country_code, family_pair=False)
+    return keys
+
+
+# ---------------------------------------------------------------- the model
+
+Band = Literal["link", "review", "new"]
+_FLOOR = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """`weight`: log2 Bayes factor of the pair (sum of `contributions`, the prior left out);
+    `probability`: posterior that the pair is a match given the model's prior;
+    `contributions`: log2(m/u) per field — positive pulls towards a match."""
+
+    weight: float
+    probability: float
+    contributions: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Bands on the log2 weight: `link` and above is linked automatically, `review` and
+    above goes to a supervisor as a match candidate, below is a new record."""
+
+    link: float = 10.0
+    review: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.review > self.link:
+            raise ValueError(
+                f"review threshold {self.review} is above the link threshold {self.link}"
+            )
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def _normalised(
+    probabilities: Mapping[str, float], levels: Sequence[str], what: str
+) -> dict[str, float]:
+    missing = [level for level in levels if level not in probabilities]
+    if missing:
+        raise ValueError(f"{what}: no probability for level(s) {', '.join(missing)}")
+    values = {level: max(float(probabilities[level]), _FLOOR) for level in levels}
+    total = sum(values.values())
+    return {level: value / total for level, value in values.items()}
+
+
+class FellegiSunterModel:
+    """m (P(level | match)) and u (P(level | non-match)) per field and level, and the prior
+    P(match) among candidate pairs. Fields are conditionally independent given the class;
+    a missing field contributes nothing. `fixed` fields keep their m and u through
+    `estimate_em` and `estimate_u` (see `default_model`: a person's village and GPS are
+    shared by everyone in the household, so EM would learn "same household" from them)."""
+
+    __slots__ = ("fields", "m", "u", "prior", "fixed", "_weights")
+
+    def __init__(
+        self,
+        fields: Mapping[str, Sequence[str]],
+        m: Mapping[str, Mapping[str, float]],
+        u: Mapping[str, Mapping[str, float]],
+        prior: float,
+        fixed: Iterable[str] = (),
+    ) -> None:
+        if not 0 < prior < 1:
+            raise ValueError(f"prior must be between 0 and 1, not {prior}")
+        self.fields: dict[str, tuple[str, ...]] = {}
+        self.m: dict[str, dict[str, float]] = {}
+        self.u: dict[str, dict[str, float]] = {}
+        for name, levels in fields.items():
+            levels = tuple(levels)
+            if not levels or MISSING in levels:
+                raise ValueError(f"field {name!r}: levels must be listed, without {MISSING!r}")
+            if name not in m or name not in u:
+                raise ValueError(f"field {name!r}: both m and u probabilities are needed")
+            self.fields[name] = levels
+            self.m[name] = _normalised(m[name], levels, f"m[{name!r}]")
+            self.u[name] = _normalised(u[name], levels, f"u[{name!r}]")
+        self.prior = float(prior)
+        self.fixed = frozenset(fixed)
+        unknown = sorted(self.fixed - set(self.fields))
+        if unknown:
+            raise ValueError(f"fixed field(s) {', '.join(unknown)} are not fields of the model")
+        self._weights = {
+            name: {level: math.log2(self.m[name][level] / self.u[name][level]) for level in levels}
+            for name, levels in self.fields.items()
+        }
+
+    def weight_of(self, name: str, level: str) -> float:
+        """log2(m/u) of one field at one level; 0 when missing or unknown to the model."""
+        return self._weights.get(name, {}).get(level, 0.0)
+
+    def score(self, vector: ComparisonVector) -> Score:
+        contributions = {name: self.weight_of(name, vector.level(name)) for name in self.fields}
+        weight = sum(contributions.values())
+        log_odds = weight + math.log2(self.prior / (1 - self.prior))
+        probability = 1.0 / (1.0 + 2.0 ** -max(min(log_odds, 1000.0), -1000.0))
+        return Score(weight, probability, contributions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters (store them; `from_dict` reads them back)."""
+        return {
+            "version": 1,
+            "fields": {name: list(levels) for name, levels in self.fields.items()},
+            "m": {name: dict(values) for name, values in self.m.items()},
+            "u": {name: dict(values) for name, values in self.u.items()},
+            "prior": self.prior,
+            "fixed": sorted(self.fixed),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FellegiSunterModel:
+        if data.get("version", 1) != 1:
+            raise ValueError(f"match model version {data.get('version')!r} is not understood")
+        try:
+            return cls(data["fields"], data["m"], data["u"], data["prior"], data.get("fixed", ()))
+        except KeyError as missing:
+            raise ValueError(f"match model parameters lack {missing}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FellegiSunterModel) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"FellegiSunterModel(fields={list(self.fields)}, prior={self.prior:.4g})"
+
+
+def classify(score: Score, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Band:
+    """'link' (same record, link automatically), 'review' (ask a supervisor) or 'new'."""
+    if score.weight >= thresholds.link:
+        return "link"
+    if score.weight >= thresholds.review:
+        return "review"
+    return "new"
+
+
+def _patterns(
+    vectors: Iterable[ComparisonVector], names: Sequence[str]
+) -> Counter[tuple[str, ...]]:
+    return Counter(tuple(vector.level(name) for name in names) for vector in vectors)
+
+
+def estimate_u(
+    vectors: Iterable[ComparisonVector],
+    model: FellegiSunterModel,
+    *,
+    pseudo_count: float = 1.0,
+) -> FellegiSunterModel:
+    """u from pairs drawn at random (almost all non-matches): level frequencies per field,
+    smoothed by `pseudo_count`. m, the prior and fixed fields are kept."""
+    names = list(model.fields)
+    counts = _patterns(vectors, names)
+    u: dict[str, dict[str, float]] = {}
+    for index, name in enumerate(names):
+        if name in model.fixed:
+            u[name] = model.u[name]
+            continue
+        tally = Counter[str]()
+        for pattern, count in counts.items():
+            if pattern[index] != MISSING:
+                tally[pattern[index]] += count
+        u[name] = {level: tally[level] + pseudo_count for level in model.fields[name]}
+    return FellegiSunterModel(model.fields, model.m, u, model.prior, model.fixed)
+
+
+def estimate_em(
+    vectors: Iterable[ComparisonVector],
+    initial_model: FellegiSunterModel,
+    iterations: int = 50,
+    *,
+    tolerance: float = 1e-6,
+    fix_u: bool = False,
+    fix_prior: bool = False,
+    pseudo_count: float = 0.1,
+) -> FellegiSunterModel:
+    """Expectation–maximisation of m, u and the prior over unlabelled candidate pairs
+    (conditional independence, missing levels skipped). Starts from `initial_model` (e.g.
+    `default_model()` with u from `estimate_u` on random pairs); the model's `fixed` fields
+    keep their m and u but still count in the expectation step; `fix_u` keeps every u (when
+    it came from random pairs), `fix_prior` keeps the prior; `pseudo_count` is a Dirichlet
+    prior per level so that a level unseen in one class gets a small, not zero, probability.
+    Stops after `iterations` or when no parameter moves more than `tolerance`."""
+    names = list(initial_model.fields)
+    counts = _patterns(vectors, names)
+    if not counts:
+        return initial_model
+    patterns = list(counts.items())
+    m = {name: dict(values) for name, values in initial_model.m.items()}
+    u = {name: dict(values) for name, values in initial_model.u.items()}
+    prior = initial_model.prior
+    for _ in range(max(0, iterations)):
+        log_m = {name: {lv: math.log(p) for lv, p in m[name].items()} for name in names}
+        log_u = {name: {lv: math.log(p) for lv, p in u[name].items()} for name in names}
+        log_prior, log_rest = math.log(prior), math.log(1 - prior)
+        match_total = 0.0
+        grand_total = 0.0
+        m_tally: dict[str, defaultdict[str, float]] = {n: defaultdict(float) for n in names}
+        u_tally: dict[str, defaultdict[str, float]] = {n: defaultdict(float) for n in names}
+        for pattern, count in patterns:
+            lm, lu = log_prior, log_rest
+            for name, level in zip(names, pattern, strict=True):
+                if level in log_m[name]:
+                    lm += log_m[name][level]
+                    lu += log_u[name][level]
+            difference = max(min(lu - lm, 700.0), -700.0)
+            g = 1.0 / (1.0 + math.exp(difference))
+            match_total += count * g
+            grand_total += count
+            for name, level in zip(names, pattern, strict=True):
+                if level in log_m[name]:
+                    m_tally[name][level] += count * g
+                    u_tally[name][level] += count * (1 - g)
+        change = 0.0
+        new_prior = prior if fix_prior else min(max(match_total / grand_total, 1e-9), 1 - 1e-9)
+        change = max(change, abs(new_prior - prior))
+        prior = new_prior
+        for name in names:
+            if name in initial_model.fixed:
+                continue
+            levels = initial_model.fields[name]
+            new_m = _smoothed(m_tally[name], levels, pseudo_count)
+            change = max(change, *(abs(new_m[lv] - m[name][lv]) for lv in levels))
+            m[name] = new_m
+            if not fix_u:
+                new_u = _smoothed(u_tally[name], levels, pseudo_count)
+                change = max(change, *(abs(new_u[lv] - u[name][lv]) for lv in levels))
+                u[name] = new_u
+        if change < tolerance:
+            break
+    return FellegiSunterModel(initial_model.fields, m, u, prior, initial_model.fixed)
+
+
+def _smoothed(
+    tally: Mapping[str, float], levels: Sequence[str], pseudo_count: float
+) -> dict[str, float]:
+    total = sum(tally.get(level, 0.0) for level in levels) + pseudo_count * len(levels)
+    if total <= 0:
+        return {level: 1.0 / len(levels) for level in levels}
+    return {level: max((tally.get(level, 0.0) + pseudo_count) / total, _FLOOR) for level in levels}
+
+
+# Starting parameters, set by hand with the EM fits on the synthetic registry in view
+# (`bench/synthetic.py --verbose`), rounded towards caution; u describes strangers in the
+# same district. `diiwaan registry relink` re-estimates them on the registry's own pairs.
+_PERSON_M = {
+    "name": {"exact": 0.70, "jw94": 0.18, "jw88": 0.07, "different": 0.05},
+    "date_of_birth": {
+        "exact": 0.45, "swap": 0.04, "typo": 0.04, "year_month": 0.04, "year": 0.20,
+        "year_1": 0.15, "different": 0.08,
+    },
+    "sex": {"agree": 0.98, "disagree": 0.02},
+    "village": {"exact": 0.85, "similar": 0.05, "different": 0.10},
+    "gps": {"50m": 0.50, "250m": 0.25, "1km": 0.10, "far": 0.15},
+    "phone": {"exact": 0.85, "typo": 0.05, "different": 0.10},
+    "national_id": {"exact": 0.90, "typo": 0.05, "different": 0.05},
+}  # fmt: skip
+_PERSON_U = {
+    "name": {"exact": 0.002, "jw94": 0.01, "jw88": 0.05, "different": 0.938},
+    "date_of_birth": {
+        "exact": 0.002, "swap": 0.0002, "typo": 0.003, "year_month": 0.005, "year": 0.03,
+        "year_1": 0.05, "different": 0.9098,
+    },
+    "sex": {"agree": 0.5, "disagree": 0.5},
+    "village": {"exact": 0.40, "similar": 0.03, "different": 0.57},
+    "gps": {"50m": 0.10, "250m": 0.10, "1km": 0.10, "far": 0.70},
+    "phone": {"exact": 0.001, "typo": 0.001, "different": 0.998},
+    "national_id": {"exact": 0.0005, "typo": 0.001, "different": 0.9985},
+}  # fmt: skip
+# A household's place is its own: strong evidence there.
+_HOUSEHOLD_M = {
+    "village": {"exact": 0.85, "similar": 0.05, "different": 0.10},
+    "gps": {"50m": 0.50, "250m": 0.30, "1km": 0.12, "far": 0.08},
+    "members": {"75": 0.75, "50": 0.15, "some": 0.06, "none": 0.04},
+}
+_HOUSEHOLD_U = {
+    "village": {"exact": 0.25, "similar": 0.03, "different": 0.72},
+    "gps": {"50m": 0.002, "250m": 0.03, "1km": 0.20, "far": 0.768},
+    "members": {"75": 0.002, "50": 0.01, "some": 0.05, "none": 0.938},
+}
+
+
+def default_model(household: bool = False) -> FellegiSunterModel:
+    """Starting parameters for people (or households, `household=True`) before any EM fit
+    on the registry's own pairs."""
+    if not household:
+        # Everyone in a household shares its village and GPS: for people these are weak,
+        # fixed evidence (siblings agree on them too), not something EM should learn.
+        return FellegiSunterModel(
+            PERSON_FIELDS, _PERSON_M, _PERSON_U, prior=0.01, fixed=("village", "gps")
+        )
+    rename = {"name": "head_name", "date_of_birth": "head_date_of_birth", "sex": "head_sex"}
+    m = {rename.get(k, k): v for k, v in _PERSON_M.items()} | _HOUSEHOLD_M
+    u = {rename.get(k, k): v for k, v in _PERSON_U.items()} | _HOUSEHOLD_U
+    return FellegiSunterModel(HOUSEHOLD_FIELDS, m, u, prior=0.01)
+
+
+# ---------------------------------------------------------------- members of two households
+
+
+@dataclass(frozen=True, slots=True)
+class MemberMatch:
+    """A member of household A taken for a member of household B, with the score."""
+
+    a_id: str
+    b_id: str
+    score: Score
+
+
+def align_members(
+    a: Sequence[PersonRecord],
+    b: Sequence[PersonRecord],
+    model: FellegiSunterModel | None = None,
+    minimum_weight: float = 0.0,
+) -> list[MemberMatch]:
+    """Pair the people of two linked households one-to-one, best weight first, keeping
+    pairs whose weight reaches `minimum_weight` (0: the evidence favours the same person;
+    inside one household there are only a few people to choose from). The default person
+    model suits this better than one fitted by EM on registry-wide candidates, whose u
+    describes strangers who share a blocking key, not members of one household."""
+    model = model or default_model()
+    scored = []
+    for x in a:
+        for y in b:
+            score = model.score(compare_people(x, y))
+            if score.weight >= minimum_weight:
+                scored.append((score.weight, x.id, y.id, score))
+    scored.sort(key=lambda item: item[0], reverse=True)
+    used_a: set[str] = set()
+    used_b: set[str] = set()
+    matches = []
+    for _, a_id, b_id, score in scored:
+        if a_id not in used_a and b_id not in used_b:
+            used_a.add(a_id)
+            used_b.add(b_id)
+            matches.append(MemberMatch(a_id, b_id, score))
+    return matches

@@ -1,0 +1,550 @@
+"""Specification of `server.registry.matching`: names as the field writes them, blocking,
+comparison levels, the Fellegi–Sunter model and its EM fit. Pure Python, no app."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from server.registry import matching
+from server.registry.matching import (
+    ComparisonVector,
+    FellegiSunterModel,
+    HouseholdRecord,
+    PersonRecord,
+    Score,
+    Thresholds,
+    blocking_keys,
+    classify,
+    compare_dates,
+    compare_households,
+    compare_people,
+    estimate_em,
+    name_similarity,
+    name_tokens,
+    normalise_name,
+    normalise_national_id,
+    normalise_phone,
+    phonetic_keys,
+)
+from server.registry.names import KNOWN_CLASHES, SKELETON_CLASHES
+
+# ---------------------------------------------------------------- names
+
+SAME_NAME = [
+    ("Mohamed", "Mohammed", "Maxamed", "Muhammad", "Mohamad", "Mohammad"),
+    ("Mohamud", "Maxamuud", "Mahmoud", "Mahmud"),
+    ("Cabdi", "Abdi"),
+    ("Xasan", "Hassan", "Hasan"),
+    ("Cumar", "Omar", "Umar"),
+    ("Faadumo", "Fatuma", "Fatima", "Fadumo"),
+    ("Xaliimo", "Halima"),
+    ("Cali", "Ali"),
+    ("Axmed", "Ahmed", "Ahmad"),
+    ("Ibraahim", "Ibrahim"),
+    ("Yuusuf", "Yusuf", "Yousuf"),
+    ("Khadiija", "Khadija", "Hadija"),
+    ("Caasha", "Aisha", "Asha"),
+    ("Maryan", "Mariam", "Maryam"),
+    ("Sahra", "Zahra"),
+    ("Nuur", "Noor", "Nur"),
+    ("Shariif", "Sharif"),
+    ("Cabdullaahi", "Abdullahi", "Abdullah", "Abdallah", "Abdulahi"),
+    ("Cabdiraxmaan", "Abdirahman", "Abdulrahman", "Abd al-Rahman", "Abdi Rahman"),
+    ("Cabdulqaadir", "Abdikadir", "Abdulkadir", "Abdul Kadir", "Abdiqadir"),
+    ("Xuseen", "Hussein", "Husein"),
+    ("Cusmaan", "Osman", "Usman"),
+    ("Xaawo", "Hawa"),
+    ("Seynab", "Zeinab", "Zaynab"),
+]
+
+
+@pytest.mark.parametrize("spellings", SAME_NAME, ids=lambda s: "/".join(s))
+def test_somali_arabic_and_english_spellings_share_one_canonical_name(
+    spellings: tuple[str, ...],
+) -> None:
+    canonical = {normalise_name(spelling) for spelling in spellings}
+    assert len(canonical) == 1, canonical
+
+
+def test_mohamed_and_mohamud_stay_different_names() -> None:
+    assert normalise_name("Maxamed") != normalise_name("Maxamuud")
+
+
+def test_unlisted_names_meet_through_the_somali_orthography() -> None:
+    # None of these is in the variant list: c = ʿayn, x = ḥ, q = k, doubled vowels are long.
+    assert normalise_name("Cabdiwahaab") == normalise_name("Abdiwahab")
+    assert normalise_name("Muqtaar Xaashi") == normalise_name("Muktar Hashi")
+    assert normalise_name("Ca'isha") == normalise_name("Caisha")
+
+
+def test_only_known_clashes_in_the_fold() -> None:
+    assert set(SKELETON_CLASHES) <= KNOWN_CLASHES
+    assert normalise_name("Isaac") == "isaac"  # written as listed, still Isaac
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "Sheikh Ahmed Ali",
+        "Sh. Ahmed Ali",
+        "Haji Ahmed Ali",
+        "Xaaji Axmed Cali",
+        "Mr. Ahmed Ali",
+        "Dr Ahmed Ali",
+        "Ustaad Ahmed Ali",
+        "Eng. Ahmed Ali",
+        "ahmed bin ali",
+        "AHMED  ALI",
+    ],
+)
+def test_titles_connectors_case_and_spacing_are_dropped(written: str) -> None:
+    assert normalise_name(written) == "ahmed ali"
+
+
+def test_a_title_alone_is_kept_as_the_name() -> None:
+    assert normalise_name("Haji") == "haji"
+    assert normalise_name("Mama Wanjiru") == "wanjiru"
+
+
+def test_abdi_alone_is_a_name_and_not_glued_to_the_father() -> None:
+    assert name_tokens("Abdi Ahmed Ali") == ["abdi", "ahmed", "ali"]
+    assert name_tokens("Abdi Rahman Ali") == ["abdirahman", "ali"]
+    assert name_tokens("Abdulle Hirsi") == ["abdulle", "hirsi"]
+
+
+def test_accents_and_apostrophes_fold_to_ascii() -> None:
+    assert normalise_name("Sa\u2019iid Xasan") == normalise_name("Said Hassan")
+    assert normalise_name("Fátima") == "fatima"
+
+
+def _similarity(a: str, b: str) -> float:
+    similarity = name_similarity(a, b)
+    assert similarity is not None
+    return similarity
+
+
+def test_token_order_does_not_stop_a_match() -> None:
+    assert _similarity("Wanjiru Mary Kamau", "Mary Wanjiru Kamau") >= 0.94
+    assert 0.94 <= _similarity("Otieno John", "John Otieno") < 1.0
+
+
+def test_patronymic_without_grandfather_stays_a_strong_match() -> None:
+    assert 0.94 <= _similarity("Maxamed Cali Xasan", "Mohamed Ali") < 1.0
+    vector = compare_people(
+        PersonRecord("a", "Maxamed Cali Xasan"), PersonRecord("b", "Mohamed Ali")
+    )
+    assert vector.level("name") == "jw94"
+
+
+def test_father_and_son_sharing_two_names_are_not_a_strong_match() -> None:
+    father, son = "Ahmed Ali Hassan", "Mohamed Ahmed Ali"
+    assert _similarity(father, son) < 0.88
+    assert _similarity("Ahmed Ali", son) < 0.88
+    assert _similarity("Ali Hassan", father) < 0.88  # the same two names, shifted
+
+
+def test_identical_canonical_names_are_exact_and_missing_is_missing() -> None:
+    a = PersonRecord("a", "Sh. Maxamed Cali Xasan")
+    assert compare_people(a, PersonRecord("b", "MOHAMED ALI HASSAN")).level("name") == "exact"
+    assert compare_people(a, PersonRecord("b", None)).level("name") == "missing"
+    assert compare_people(a, PersonRecord("b", "Khadija Omar")).level("name") == "different"
+
+
+def test_phonetic_keys_give_given_and_given_father_keys() -> None:
+    keys = phonetic_keys("Maxamed Cali Xasan")
+    assert keys == phonetic_keys("Mohamed Ali Hassan")
+    assert {k.split(":")[0] for k in keys} == {"g", "gf", "p"}
+    assert phonetic_keys("") == set()
+
+
+# ---------------------------------------------------------------- identifiers
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["+252 61 555 1234", "00252615551234", "252615551234", "0615551234", "615551234",
+     "+252-61-555-1234", "(061) 555 1234"],
+)  # fmt: skip
+def test_somali_phone_formats_normalise_to_one_number(written: str) -> None:
+    assert normalise_phone(written) == "252615551234"
+
+
+@pytest.mark.parametrize("written", ["+254 712 345 678", "0712345678", "254712345678"])
+def test_kenyan_phone_formats_normalise_with_the_kenyan_default(written: str) -> None:
+    assert normalise_phone(written, default_country_code="254") == "254712345678"
+
+
+@pytest.mark.parametrize("written", [None, "", "N/A", "0000000000", "123", "-"])
+def test_placeholder_phones_are_missing(written: str | None) -> None:
+    assert normalise_phone(written) is None
+
+
+def test_a_local_number_read_with_the_wrong_country_still_meets_itself() -> None:
+    a = PersonRecord("a", "Ali", phone="+254 712 345 678")
+    b = PersonRecord("b", "Ali", phone="0712345678")  # read as Somali by default
+    assert compare_people(a, b).level("phone") == "exact"
+    assert blocking_keys(a) & blocking_keys(b)
+
+
+def test_national_ids_ignore_punctuation_case_and_lost_leading_zeros() -> None:
+    assert normalise_national_id("so-000123456") == normalise_national_id("SO000123456")
+    assert normalise_national_id("01234567") == normalise_national_id("1234567")
+    assert normalise_national_id("N/A") is None
+    assert normalise_national_id("0000") is None
+
+
+def test_one_wrong_digit_in_an_identifier_is_a_typo_level() -> None:
+    a = PersonRecord("a", national_id="12345678", phone="0615551234")
+    b = PersonRecord("b", national_id="12345687", phone="0615551235")
+    vector = compare_people(a, b)
+    assert vector.level("national_id") == "typo"
+    assert vector.level("phone") == "typo"
+    c = PersonRecord("c", national_id="87654321", phone="0619999999")
+    assert compare_people(a, c).level("national_id") == "different"
+
+
+# ---------------------------------------------------------------- dates, sex, place
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("1985-03-12", "1985-03-12", "exact"),
+        ("1985-03-12", "1985-12-03", "swap"),
+        ("1985-03-12", "1985-03-13", "typo"),
+        ("1985-03-12", "1985-03-27", "year_month"),
+        ("1985-03", "1985-03-27", "year_month"),
+        ("1985-03-12", "1985-07-30", "year"),
+        ("1985", "1985-07-30", "year"),
+        ("1985", "1986", "year_1"),
+        ("1985-03-12", "1990-03-12", "different"),
+        ("1985-03-12", None, "missing"),
+        ("unknown", "1985", "missing"),
+        ("12/03/1985", "1985-03-12", "exact"),  # day first, as written in Kenya and Somalia
+        ("1985-13-03", "1985-03-13", "exact"),  # an impossible month is the day
+        ("1985-03-45", "1985-03-12", "year_month"),  # an impossible day is dropped
+        ("1985-03-12T00:00:00", "1985-03-12", "exact"),
+    ],
+)
+def test_date_of_birth_levels(a: str | None, b: str | None, level: str) -> None:
+    assert compare_dates(a, b) == level
+
+
+def test_sex_agrees_across_languages() -> None:
+    assert (
+        compare_people(PersonRecord("a", sex="Lab"), PersonRecord("b", sex="male")).level("sex")
+        == "agree"
+    )
+    assert (
+        compare_people(PersonRecord("a", sex="F"), PersonRecord("b", sex="M")).level("sex")
+        == "disagree"
+    )
+    assert (
+        compare_people(PersonRecord("a", sex="?"), PersonRecord("b", sex="M")).level("sex")
+        == "missing"
+    )
+
+
+@pytest.mark.parametrize(
+    ("metres", "level"), [(20, "50m"), (120, "250m"), (600, "1km"), (5000, "far")]
+)
+def test_gps_levels_by_distance(metres: float, level: str) -> None:
+    lat, lon = 2.0469, 45.3182  # Mogadishu
+    north = lat + metres / 111_195  # one degree of latitude ≈ 111.2 km
+    a = PersonRecord("a", latitude=lat, longitude=lon)
+    b = PersonRecord("b", latitude=north, longitude=lon)
+    vector = compare_people(a, b)
+    assert vector.level("gps") == level
+    assert vector.values["gps"] == pytest.approx(metres, rel=0.01)
+
+
+def test_gps_zero_zero_is_missing() -> None:
+    a = PersonRecord("a", latitude=0.0, longitude=0.0)
+    b = PersonRecord("b", latitude=2.0, longitude=45.0)
+    assert compare_people(a, b).level("gps") == "missing"
+
+
+def test_village_spellings_in_both_registers_agree() -> None:
+    a = PersonRecord("a", village="Ceelasha Biyaha")
+    assert compare_people(a, PersonRecord("b", village="Elasha Biyaha")).level("village") == "exact"
+    assert compare_people(a, PersonRecord("b", village="Lafoole")).level("village") == "different"
+
+
+# ---------------------------------------------------------------- blocking
+
+
+def _person(id: str, name: str, **fields: object) -> PersonRecord:
+    return PersonRecord(id, name, **fields)  # type: ignore[arg-type]
+
+
+def test_true_match_variants_share_a_blocking_key() -> None:
+    base = _person("1", "Maxamed Cali Xasan", date_of_birth="1985", district="Hodan")
+    variants = [
+        _person("2", "Mohamed Ali Hassan", date_of_birth="1985", district="Hodan"),
+        _person("3", "Mohamed Ali", district="Hodan"),  # grandfather and year missing
+        _person("4", "Sh. Muhammad Ali Hasan", date_of_birth="1986", district="Hodan"),
+        _person("5", "Mohamed Ali Hassan", date_of_birth="1985", district="Baidoa"),  # moved
+        _person("6", "Mohamed Alli Hasan", district="Hodan"),  # typo in the father's name
+    ]
+    for variant in variants:
+        assert blocking_keys(base) & blocking_keys(variant), variant.name
+
+
+def test_kenyan_name_order_variants_share_a_blocking_key() -> None:
+    a = _person("1", "Wanjiru Mary Kamau", district="Kiambu")
+    b = _person("2", "Mary Wanjiru Kamau", district="Kiambu")
+    c = _person("3", "Kamau Wanjiru", district="Kiambu")
+    assert blocking_keys(a) & blocking_keys(b)
+    assert blocking_keys(a) & blocking_keys(c)
+
+
+def test_a_phone_or_id_alone_blocks_across_districts() -> None:
+    a = _person("1", "Faadumo Xasan", phone="0615551234", district="Hodan")
+    b = _person("2", "Hawa Omar", phone="+252615551234", district="Baidoa")
+    assert blocking_keys(a) & blocking_keys(b) == {"ph:615551234"}
+    c = _person("3", "X", national_id="SO-1234567", district="Hodan")
+    d = _person("4", "Y", national_id="so1234567", district="Kismayo")
+    assert blocking_keys(c) & blocking_keys(d) == {"nid:SO1234567"}
+
+
+def test_unrelated_people_share_no_key() -> None:
+    a = _person("1", "Maxamed Cali Xasan", date_of_birth="1985-03-12", district="Hodan",
+                phone="0615551234", national_id="SO123456")  # fmt: skip
+    others = [
+        _person(
+            "2", "Khadija Omar Yusuf", date_of_birth="1990", district="Hodan", phone="0617770000"
+        ),
+        _person("3", "Mohamed Ali Hassan", date_of_birth="1990", district="Kismayo"),
+        _person("4", "Ibrahim Yusuf", date_of_birth="1985-03-12", district="Garowe"),
+        _person("5", "Mohamed Ali Hassan", district="Baidoa"),
+    ]
+    for other in others:
+        assert not blocking_keys(a) & blocking_keys(other), other
+
+
+def test_siblings_are_not_blocked_together_by_their_shared_father_and_grandfather() -> None:
+    a = _person("1", "Ahmed Ali Hassan", district="Hodan")
+    b = _person("2", "Khadija Ali Hassan", district="Hodan")
+    assert not blocking_keys(a) & blocking_keys(b)
+
+
+def test_household_keys_include_the_heads_and_members_identifiers() -> None:
+    head = _person("h", "Axmed Cali Xasan", district="Hodan")
+    member = _person("m", "Faadumo Axmed", national_id="SO998877")
+    household = HouseholdRecord("1", head, [member], phone="0615551234", district="Hodan")
+    keys = blocking_keys(household)
+    assert "nid:SO998877" in keys and "ph:615551234" in keys
+    assert blocking_keys(head) <= keys
+    # A head is filed under father + grandfather too; two common names get the initial of
+    # the given name.
+    assert "d:Hodan|n:AL+HSN|i:a" in keys
+    assert all(len(key) <= 200 for key in keys)
+
+
+# ---------------------------------------------------------------- households
+
+
+def _household(
+    id: str, head: str, members: list[tuple[str, str | None]], **kw: object
+) -> HouseholdRecord:
+    people = [PersonRecord(f"{id}-{i}", name, dob) for i, (name, dob) in enumerate(members)]
+    return HouseholdRecord(id, PersonRecord(f"{id}-h", head), people, **kw)  # type: ignore[arg-type]
+
+
+def test_member_overlap_levels() -> None:
+    a = _household(
+        "a",
+        "Axmed Cali",
+        [("Faadumo Xasan", "1990"), ("Cumar Axmed", "2010"), ("Caasha Axmed", "2012"),
+         ("Nuur Axmed", "2015")],
+    )  # fmt: skip
+    same = _household(
+        "b",
+        "Ahmed Ali",
+        [("Fatuma Hassan", "1991"), ("Omar Ahmed", "2010"), ("Aisha Ahmed", "2012"),
+         ("Noor Ahmed", "2015")],
+    )  # fmt: skip
+    half = _household(
+        "c",
+        "Ahmed Ali",
+        [("Fatuma Hassan", "1990"), ("Omar Ahmed", "2010"), ("Zahra Ahmed", "2020"),
+         ("Yusuf Ahmed", "2022")],
+    )  # fmt: skip
+    one = _household(
+        "d",
+        "Ahmed Ali",
+        [("Fatuma Hassan", "1990"), ("Hawa Ali", "1970"), ("Ali Ahmed", "2001"),
+         ("Idris Ahmed", "2003")],
+    )  # fmt: skip
+    none = _household("e", "Ahmed Ali", [("Halima Yusuf", "1988")])
+    empty = _household("f", "Ahmed Ali", [])
+    assert compare_households(a, same).level("members") == "75"
+    assert compare_households(a, half).level("members") == "50"
+    assert compare_households(a, one).level("members") == "some"
+    assert compare_households(a, none).level("members") == "none"
+    assert compare_households(a, empty).level("members") == "missing"
+    assert compare_households(a, same).values["members"] == 1.0
+
+
+def test_member_years_more_than_one_apart_are_different_people() -> None:
+    a = _household("a", "Axmed Cali", [("Cumar Axmed", "2010")])
+    b = _household("b", "Axmed Cali", [("Cumar Axmed", "2014")])
+    assert compare_households(a, b).level("members") == "none"
+
+
+def test_household_phone_and_place_fall_back_to_the_head() -> None:
+    a = HouseholdRecord("a", PersonRecord("ah", "Ali", phone="0615551234"))
+    b = HouseholdRecord("b", PersonRecord("bh", "Ali"), phone="+252615551234")
+    vector = compare_households(a, b)
+    assert vector.level("phone") == "exact"
+    assert set(vector.levels) == set(matching.HOUSEHOLD_FIELDS)
+
+
+# ---------------------------------------------------------------- the model
+
+
+def test_contributions_sum_to_the_weight_and_explain_the_score() -> None:
+    model = matching.default_model()
+    a = PersonRecord("a", "Maxamed Cali Xasan", "1985-03-12", "M", "0615551234", None,
+                     "Hodan", 2.05, 45.3, "Hodan")  # fmt: skip
+    b = PersonRecord("b", "Mohamed Ali", "1985-12-03", "male", "+252615551234", "SO1",
+                     "Hodan", 2.0501, 45.3, "Hodan")  # fmt: skip
+    score = model.score(compare_people(a, b))
+    assert score.weight == pytest.approx(sum(score.contributions.values()))
+    assert set(score.contributions) == set(matching.PERSON_FIELDS)
+    assert score.contributions["national_id"] == 0.0  # missing on one side: no evidence
+    assert score.contributions["phone"] > 5
+    assert score.contributions["date_of_birth"] > 0  # day and month swapped still counts
+    odds = score.weight + math.log2(model.prior / (1 - model.prior))
+    assert score.probability == pytest.approx(1 / (1 + 2**-odds))
+
+
+def test_disagreeing_fields_pull_the_weight_down() -> None:
+    model = matching.default_model()
+    a = PersonRecord("a", "Maxamed Cali Xasan", "1985-03-12", "M")
+    b = PersonRecord("b", "Khadija Omar Yusuf", "1962-07-01", "F")
+    score = model.score(compare_people(a, b))
+    assert all(value < 0 for value in score.contributions.values() if value)
+    assert classify(score) == "new"
+
+
+def test_classify_bands() -> None:
+    limits = Thresholds(link=12.0, review=4.0)
+    assert classify(Score(12.0, 0.9, {}), limits) == "link"
+    assert classify(Score(11.9, 0.9, {}), limits) == "review"
+    assert classify(Score(4.0, 0.5, {}), limits) == "review"
+    assert classify(Score(3.9, 0.5, {}), limits) == "new"
+    assert classify(Score(-20.0, 0.0, {})) == "new"
+    assert classify(Score(100.0, 1.0, {})) == "link"
+
+
+def test_thresholds_refuse_review_above_link() -> None:
+    with pytest.raises(ValueError, match="review threshold"):
+        Thresholds(link=4.0, review=8.0)
+
+
+def test_model_round_trips_through_json() -> None:
+    model = matching.default_model(household=True)
+    stored = json.loads(json.dumps(model.to_dict()))
+    assert FellegiSunterModel.from_dict(stored) == model
+    person = matching.default_model()
+    assert FellegiSunterModel.from_dict(person.to_dict()).fixed == {"village", "gps"}
+
+
+def test_model_parameters_with_a_missing_level_are_refused_by_name() -> None:
+    data = matching.default_model().to_dict()
+    del data["m"]["sex"]["agree"]
+    with pytest.raises(ValueError, match=r"m\['sex'\].*agree"):
+        FellegiSunterModel.from_dict(data)
+    with pytest.raises(ValueError, match="prior"):
+        FellegiSunterModel({"a": ["y", "n"]}, {"a": {"y": 1, "n": 1}}, {"a": {"y": 1, "n": 1}}, 1.5)
+
+
+# ---------------------------------------------------------------- EM
+
+TRUE_M = {
+    "name": {"yes": 0.9, "close": 0.08, "no": 0.02},
+    "dob": {"yes": 0.8, "no": 0.2},
+    "phone": {"yes": 0.7, "no": 0.3},
+    "place": {"yes": 0.85, "no": 0.15},
+}
+TRUE_U = {
+    "name": {"yes": 0.05, "close": 0.15, "no": 0.8},
+    "dob": {"yes": 0.1, "no": 0.9},
+    "phone": {"yes": 0.01, "no": 0.99},
+    "place": {"yes": 0.3, "no": 0.7},
+}
+TRUE_PRIOR = 0.2
+
+
+def _draw(probabilities: dict[str, float], rng: random.Random) -> str:
+    return rng.choices(list(probabilities), list(probabilities.values()))[0]
+
+
+def _synthetic_vectors(count: int, seed: int) -> list[ComparisonVector]:
+    rng = random.Random(seed)
+    vectors = []
+    for _ in range(count):
+        table = TRUE_M if rng.random() < TRUE_PRIOR else TRUE_U
+        levels = {name: _draw(table[name], rng) for name in table}
+        if rng.random() < 0.1:
+            levels["phone"] = matching.MISSING  # missing values are skipped, not guessed
+        vectors.append(ComparisonVector(levels))
+    return vectors
+
+
+def test_em_recovers_m_u_and_prior_from_unlabelled_pairs() -> None:
+    fields = {name: list(levels) for name, levels in TRUE_M.items()}
+    flat = {name: {lv: 1.0 for lv in levels} for name, levels in fields.items()}
+    start_m = {name: dict(flat[name], yes=3.0) for name in fields}  # "yes" is likelier in m
+    initial = FellegiSunterModel(fields, start_m, flat, prior=0.5)
+    fitted = estimate_em(_synthetic_vectors(20_000, seed=1), initial, iterations=200)
+    assert fitted.prior == pytest.approx(TRUE_PRIOR, abs=0.02)
+    for name in fields:
+        for level in fields[name]:
+            assert fitted.m[name][level] == pytest.approx(TRUE_M[name][level], abs=0.03)
+            assert fitted.u[name][level] == pytest.approx(TRUE_U[name][level], abs=0.03)
+
+
+def test_em_keeps_fixed_fields_and_can_fix_the_prior() -> None:
+    fields = {name: list(levels) for name, levels in TRUE_M.items()}
+    initial = FellegiSunterModel(fields, TRUE_M, TRUE_U, prior=0.3, fixed=["place"])
+    fitted = estimate_em(_synthetic_vectors(2_000, seed=2), initial, iterations=20, fix_prior=True)
+    assert fitted.prior == 0.3
+    assert fitted.m["place"] == initial.m["place"] and fitted.u["place"] == initial.u["place"]
+    assert fitted.fixed == {"place"}
+
+
+def test_estimate_u_from_random_pairs_counts_level_frequencies() -> None:
+    vectors = [ComparisonVector({"sex": "agree"})] * 6 + [ComparisonVector({"sex": "disagree"})] * 4
+    model = matching.default_model()
+    with_u = matching.estimate_u(vectors, model, pseudo_count=0.0)
+    assert with_u.u["sex"]["agree"] == pytest.approx(0.6)
+    assert with_u.u["gps"] == model.u["gps"]  # fixed for people
+    assert with_u.m == model.m
+
+
+def test_em_on_no_pairs_returns_the_initial_model() -> None:
+    model = matching.default_model()
+    assert estimate_em([], model) is model
+
+
+# ---------------------------------------------------------------- members of two households
+
+
+def test_align_members_pairs_each_person_once() -> None:
+    a = [
+        PersonRecord("a1", "Faadumo Xasan", "1990", "F"),
+        PersonRecord("a2", "Cumar Axmed", "2010", "M"),
+    ]
+    b = [
+        PersonRecord("b1", "Omar Ahmed", "2010", "M"),
+        PersonRecord("b2", "Fatuma Hassan", "1990", "F"),
+        PersonRecord("b3", "Hawa Ahmed", "2024", "F"),
+    ]
+    pairs = {(m.a_id, m.b_id) for m in matching.align_members(a, b)}
+    assert pairs == {("a1", "b2"), ("a2", "b1")}
