@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -230,8 +232,15 @@ def envelope_of(root: Element) -> Envelope:
 
 
 def _is_plain_file_name(name: str) -> bool:
-    """A file name without directories, like those devices give attachments."""
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+    """A file name without directories or control and format characters (a right-to-left
+    override disguises `gpj.exe` as `exe.jpg`), like those devices give attachments."""
+    return (
+        bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and name not in (".", "..")
+        and not any(unicodedata.category(char) in ("Cc", "Cf") for char in name)
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -570,12 +579,15 @@ def typed_value(question_type: str, raw: str) -> tuple[JSONValue, str | None]:
     text = raw.strip()
     if question_type == "integer":
         if _INTEGER.fullmatch(text):
-            return int(text), None
+            whole = _integer(text)
+            if whole is None:
+                return raw, f"{text[:20]!r}… ({len(text)} digits) is too long for an integer"
+            return whole, None
         return raw, f"{text!r} is not an integer"
     if question_type == "decimal" or question_type in _NUMBER_TYPES:
         number = _number(text)
         if number is None:
-            return raw, f"{text!r} is not a number"
+            return raw, f"{text[:40]!r} is not a number (or is beyond the range of one)"
         if question_type == "decimal":
             return float(number), None
         return number, None
@@ -618,9 +630,20 @@ def typed_value(question_type: str, raw: str) -> tuple[JSONValue, str | None]:
     return raw, None
 
 
+def _integer(text: str) -> int | None:
+    """`int(text)`, or None past Python's 4300-digit limit (a ValueError would make the
+    worker retry the submission as if the fault were passing)."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def _number(text: str) -> int | float | None:
     if _INTEGER.fullmatch(text):
-        return int(text)
+        whole = _integer(text)
+        # Every number here may become a float (decimals, coordinates): keep it in range.
+        return whole if whole is not None and abs(whole) <= sys.float_info.max else None
     if _DECIMAL.fullmatch(text):
         value = float(text)
         return value if math.isfinite(value) else None

@@ -8,6 +8,7 @@ import marshmallow as ma
 from flask import render_template
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from server import errors
@@ -50,12 +51,51 @@ API_SETTINGS = {
 }
 
 
-def api_blueprint(
-    name: str, import_name: str, url_prefix: str, description: str
-) -> SmorestBlueprint:
-    return SmorestBlueprint(
-        name, import_name, url_prefix=f"/api/v1{url_prefix}", description=description
+class RequestParser(FlaskParser):
+    """webargs' parser, refusing two JSON bodies it would pass on: nesting deep enough to
+    exhaust Python's recursion (a 500 otherwise), and text with NUL characters, which
+    PostgreSQL cannot store and SQLite would store silently."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            document = super()._raw_load_json(req)
+        except RecursionError:
+            raise errors.BadRequest("the JSON body is nested too deeply") from None
+        where = _nul_path(document)
+        if where is not None:
+            raise errors.ValidationFailed(
+                f"{where or 'the body'}: text may not contain NUL (\\u0000) characters",
+                {where or "_schema": ["contains a NUL character"]},
+            )
+        return document
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where in a JSON document a string holds a NUL character (None: nowhere)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
     )
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key!r}".lstrip(".")
+        found = _nul_path(item, f"{path}.{key}".lstrip(".") if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = RequestParser()
+
+
+def api_blueprint(name: str, import_name: str, url_prefix: str, description: str) -> Blueprint:
+    return Blueprint(name, import_name, url_prefix=f"/api/v1{url_prefix}", description=description)
 
 
 def register_docs_page(app: Any) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 from flask import Flask, g
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
-from server import errors, navigation
+from server import errors, i18n, navigation
 from server.config import Settings, load_settings
 
 csrf = CSRFProtect()
@@ -24,6 +25,15 @@ def _configure_logging(app: Flask) -> None:
         logger = logging.getLogger("diiwaan")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+class RecordNumber(IntegerConverter):
+    """`<int:...>` in URLs: record numbers fit a 64-bit database integer. A longer number
+    names no record (404) instead of overflowing the database driver (500)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _security_headers(response: Response) -> Response:
@@ -60,6 +70,7 @@ def _finish_transaction(response: Response) -> Response:
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
+    app.url_map.converters["int"] = RecordNumber
     _configure_logging(app)
     app.config.update(
         DIIWAAN=settings,
@@ -89,6 +100,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     errors.register_error_handlers(app)
     register_docs_page(app)
     navigation.init_app(app)
+    i18n.init_app(app)
 
     from server.accounts import views as accounts_views
     from server.catalog import openrosa_views as catalog_devices
@@ -97,15 +109,20 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     from server.cli import register_commands
     from server.home import views as home_views
     from server.intake import openrosa_views as intake_devices
+    from server.intake import sync_views as intake_sync
     from server.intake import views as intake_views
     from server.registry import integration as registry_integration
     from server.registry import views as registry_views
+    from server.review import registry_views as review_registry
+    from server.review import views as review_views
 
     for blueprint in (
         accounts_views.pages,
         home_views.pages,
         catalog_views.pages,
         intake_views.pages,
+        review_views.pages,
+        review_registry.pages,
     ):
         app.register_blueprint(blueprint)
     # Devices and API clients authenticate every request with a token or Basic auth,
@@ -118,6 +135,8 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         catalog_views.api_bp,
         intake_views.api_bp,
         registry_views.api_bp,
+        intake_sync.sync_bp,
+        review_views.api_bp,
     ):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)

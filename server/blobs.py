@@ -2,7 +2,8 @@
 
 Writes go to a temporary file, are fsynced, then renamed into place, so a blob that
 exists is whole; the caller commits the row that points at it only afterwards.
-Storing the same bytes twice stores them once.
+Storing the same bytes twice stores them once. Intake stages what a device posts and
+commits it only when the submission is kept, so refused bytes never enter the store.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +26,22 @@ class StoredBlob:
     sha256: str
     md5: str
     size: int
+
+
+@dataclass(frozen=True)
+class StagedBlob(StoredBlob):
+    """Bytes written whole and fsynced under tmp/, not yet part of the store: `commit`
+    moves them in (the caller then commits the rows that point at them), `discard`
+    drops them."""
+
+    tmp_path: Path
+    store: BlobStore = field(repr=False, compare=False)
+
+    def commit(self) -> StoredBlob:
+        return self.store.commit(self)
+
+    def discard(self) -> None:
+        self.store.discard(self)
 
 
 class BlobTooLarge(Exception):
@@ -46,17 +63,27 @@ class BlobStore:
         return self.path(sha256).exists()
 
     def put_bytes(self, data: bytes) -> StoredBlob:
-        return self.put_chunks([data])
+        return self.commit(self.stage_chunks([data]))
 
     def put_stream(self, stream: BinaryIO, limit: int | None = None) -> StoredBlob:
+        return self.commit(self.stage_stream(stream, limit))
+
+    def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None) -> StoredBlob:
+        return self.commit(self.stage_chunks(chunks, limit))
+
+    def stage_bytes(self, data: bytes) -> StagedBlob:
+        return self.stage_chunks([data])
+
+    def stage_stream(self, stream: BinaryIO, limit: int | None = None) -> StagedBlob:
         def chunks() -> Iterable[bytes]:
             while chunk := stream.read(CHUNK):
                 yield chunk
 
-        return self.put_chunks(chunks(), limit)
+        return self.stage_chunks(chunks(), limit)
 
-    def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None) -> StoredBlob:
-        """Stream chunks to disk (never all in memory), fsync, and move into place."""
+    def stage_chunks(self, chunks: Iterable[bytes], limit: int | None = None) -> StagedBlob:
+        """Stream chunks to a temporary file (never all in memory) and fsync it; the blob
+        enters the store only with `commit`, so bytes that are refused leave nothing."""
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
@@ -72,19 +99,25 @@ class BlobStore:
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
-            digest = sha.hexdigest()
-            target = self.path(digest)
-            if target.exists():
-                os.unlink(tmp_name)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_name, target)
-                _fsync_dir(target.parent)
-            return StoredBlob(sha256=digest, md5=md5.hexdigest(), size=size)
         except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+            os.unlink(tmp_name)
             raise
+        return StagedBlob(sha.hexdigest(), md5.hexdigest(), size, Path(tmp_name), self)
+
+    def commit(self, staged: StagedBlob) -> StoredBlob:
+        """Move a staged blob into place (durably); storing known bytes again is a no-op."""
+        target = self.path(staged.sha256)
+        if target.exists():
+            staged.tmp_path.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.tmp_path, target)
+            _fsync_dir(target.parent)
+        return StoredBlob(sha256=staged.sha256, md5=staged.md5, size=staged.size)
+
+    def discard(self, staged: StagedBlob) -> None:
+        """Forget a staged blob (after `commit` there is nothing left to forget)."""
+        staged.tmp_path.unlink(missing_ok=True)
 
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()

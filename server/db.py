@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    TypeDecorator,
     Uuid,
     create_engine,
     event,
@@ -42,11 +43,23 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A moment, read back time-zone aware on every database. SQLite keeps no offset and
+    hands back naive values: without this the API wrote `2026-11-26T09:14:03` (no zone),
+    which is not the RFC 3339 date-time its OpenAPI document promises."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return as_utc(value) if value is not None else None
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         uuid.UUID: Uuid(),
-        dt.datetime: DateTime(timezone=True),
+        dt.datetime: UTCDateTime(),
         dict[str, Any]: JSONType,
         list[Any]: JSONType,
     }

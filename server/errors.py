@@ -12,6 +12,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from flask import Flask, Response, g, jsonify, render_template, request
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -168,6 +169,18 @@ def handle_stale_data(_error: StaleDataError) -> Response:
     )
 
 
+def handle_unstorable_value(error: Exception) -> Response:
+    # A value in the request that the database cannot hold or compare: a number beyond 64
+    # bits (SQLite's driver raises OverflowError), text with a NUL byte or longer than its
+    # column (PostgreSQL's DataError). Input, not a fault of the server: 400, naming it.
+    if isinstance(error, OverflowError) and "SQLite" not in str(error):
+        return handle_unexpected(error)  # arithmetic gone wrong is ours, not the caller's
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0][:200]
+    return error_response(
+        400, "bad_request", f"a value in the request cannot be stored or compared: {reason}"
+    )
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "an internal error occurred; it has been logged")
@@ -177,4 +190,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DiiwaanError, handle_diiwaan_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(StaleDataError, handle_stale_data)
+    app.register_error_handler(DataError, handle_unstorable_value)
+    app.register_error_handler(OverflowError, handle_unstorable_value)
     app.register_error_handler(Exception, handle_unexpected)

@@ -6,3 +6,4 @@ def import_all_models() -> None:
     import server.catalog.models  # noqa: F401
     import server.intake.models  # noqa: F401
     import server.registry.models  # noqa: F401
+    import server.review.models  # noqa: F401

@@ -18,10 +18,13 @@ class NavEntry:
 
 
 NAVIGATION: list[NavEntry] = [
-    NavEntry("Forms", "catalog.forms", "forms.read"),
+    NavEntry("Dashboard", "review.dashboard", "submissions.review"),
     NavEntry("Submissions", "review.queue", "submissions.read"),
     NavEntry("Registry", "registry.households", "registry.read"),
+    NavEntry("Duplicates", "registry.candidates", "registry.decide"),
+    NavEntry("Forms", "catalog.forms", "forms.read"),
     NavEntry("Processing", "intake.failures", "submissions.manage"),
+    NavEntry("Keys", "catalog.keys", "keys.manage"),
     NavEntry("Users", "accounts.users", "users.manage"),
     NavEntry("Districts", "accounts.districts", "forms.read"),
     NavEntry("Audit log", "accounts.audit_log", "audit.read"),

@@ -6,7 +6,6 @@ ODK Collect). The result is `g.user`; what that user may do is decided in the se
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import re
@@ -66,7 +65,9 @@ def _basic_credentials() -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:
+        # binascii.Error, UnicodeDecodeError, and the ValueError b64decode raises for a
+        # header carrying non-ASCII characters: all a malformed header, none a 500.
         raise Unauthorized("malformed Basic authorization header") from None
     username, _, password = decoded.partition(":")
     return username, password

@@ -443,11 +443,13 @@ def authenticate(
     """
     now = utcnow()
     name = username.strip().lower()
-    user = session.scalar(select(User).where(User.username == name))
+    # No username holds a NUL, and PostgreSQL cannot even compare text holding one.
+    user = None if "\x00" in name else session.scalar(select(User).where(User.username == name))
     if user is None:
         _burn_verification(password)
+        attempted = username.replace("\x00", "")[:80]
         keep_even_if_rolled_back(
-            session, _failure_note(None, "login.failed", "unknown user", actor_name=username[:80])
+            session, _failure_note(None, "login.failed", "unknown user", actor_name=attempted)
         )
         raise Unauthorized("wrong username or password")
     user_id = user.id
@@ -600,6 +602,7 @@ def get_district_by_code(session: Session, code: str) -> District:
     return district
 
 
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 LOCATION_COLUMNS = ("region_code", "region_name", "district_code", "district_name")
 OPTIONAL_COLUMNS = ("village_code", "village_name")
 
@@ -645,6 +648,11 @@ def import_locations(session: Session, actor: User | None, text: str) -> Locatio
             value = row.get(column, "")
             if value and not code_pattern.match(value):
                 problems.append(f"{column} {value!r} is not a code (letters, digits, . _ -)")
+        for column, value in row.items():
+            # Names go to pages, forms and exports; one that a spreadsheet would run as a
+            # formula (=HYPERLINK(...), +cmd|...) is refused, not stored.
+            if value[:1] in ("=", "+", "-", "@") and not _PLAIN_NUMBER.fullmatch(value):
+                problems.append(f"{column} {value[:40]!r} looks like a spreadsheet formula")
         if bool(row.get("village_code")) != bool(row.get("village_name")):
             problems.append("village_code and village_name go together")
         region_code, district_code = row.get("region_code", ""), row.get("district_code", "")

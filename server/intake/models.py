@@ -1,4 +1,5 @@
-"""Submissions as received (raw, possibly encrypted) and as processed (typed data)."""
+"""Submissions as received (raw, possibly encrypted) and as processed (typed data), and
+the devices and upload sessions of the batch sync API."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.accounts.models import District, User
@@ -96,3 +97,84 @@ class SubmissionAttachment(Base):
     plain_sha256: Mapped[str | None] = mapped_column(String(64))
 
     submission: Mapped[Submission] = relationship(back_populates="attachments")
+
+
+# ------------------------------------------------------------------ batch sync (devices)
+
+
+class Device(Base):
+    """A tablet running a batch-sync client (docs/sync-protocol.md), enrolled with its
+    owner's device token. The id is chosen by the device, so enrolling twice over a bad
+    link is harmless."""
+
+    __tablename__ = "sync_device"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    token_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    app_version: Mapped[str] = mapped_column(String(100), default="")
+    protocol: Mapped[int] = mapped_column(default=1)
+    enrolled_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The registry change-feed position the device has confirmed applying.
+    last_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    user: Mapped[User] = relationship()
+
+
+class SyncSession(Base):
+    """One upload session: the items a device listed, and what became of each."""
+
+    __tablename__ = "sync_session"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sync_device.id", ondelete="CASCADE"), index=True
+    )
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None]
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    device: Mapped[Device] = relationship()
+    items: Mapped[list[SyncItem]] = relationship(
+        back_populates="session", order_by="SyncItem.position", cascade="all, delete-orphan"
+    )
+
+
+# What the server says about a listed item:
+#   needed   send it (from `offset`, the bytes of an earlier attempt are kept)
+#   stored   durably stored (created, duplicate, ...): the device may forget it
+#   refused  decided and not stored (conflict, unknown form, ...): `outcome` says why
+SYNC_ITEM_STATES = ("needed", "stored", "refused")
+
+
+class SyncItem(Base):
+    __tablename__ = "sync_item"
+    __table_args__ = (
+        UniqueConstraint("session_id", "position"),
+        Index("ix_sync_item_instance_sha256", "instance_id", "sha256"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sync_session.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    instance_id: Mapped[str] = mapped_column(String(255))
+    form_id: Mapped[str] = mapped_column(String(255))
+    form_version: Mapped[str] = mapped_column(String(255))
+    # Of the whole pack (docs/sync-protocol.md), as the device declared it.
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(20), default="needed")
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    status: Mapped[int | None]
+    message: Mapped[str | None] = mapped_column(Text)
+    submission_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("submission.id", ondelete="SET NULL")
+    )
+    decided_at: Mapped[dt.datetime | None]
+
+    session: Mapped[SyncSession] = relationship(back_populates="items")

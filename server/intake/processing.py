@@ -13,9 +13,10 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
@@ -46,10 +47,20 @@ class WorkerContext:
     key_encryption_key: str
     worker_id: str = ""
     lease_seconds: int = LEASE_SECONDS
+    # Opened private keys by server key id. Opening one (unsealing, then the RSA key's
+    # consistency check) costs tens of milliseconds, more than the rest of an item.
+    _private_keys: dict[uuid.UUID, RSAPrivateKey] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.worker_id:
             self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def private_key(self, session: Session, key_id: uuid.UUID) -> RSAPrivateKey:
+        if key_id not in self._private_keys:
+            self._private_keys[key_id] = catalog.private_key(
+                session, key_id, self.key_encryption_key
+            )
+        return self._private_keys[key_id]
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -60,23 +71,39 @@ def claim(session: Session, worker_id: str, lease_seconds: int) -> uuid.UUID | N
     """Lease the next ready submission (SKIP LOCKED on PostgreSQL: many workers never
     take the same row; SQLite serialises writers, which is the single-worker mode)."""
     now = utcnow()
-    candidate = session.scalar(
-        select(Submission.id)
-        .where(
-            or_(
-                (Submission.processing_state == "queued") & (Submission.next_attempt_at <= now),
-                (Submission.processing_state == "processing") & (Submission.lease_until < now),
+    while True:
+        candidate = session.execute(
+            select(Submission.id, Submission.attempts)
+            .where(
+                or_(
+                    (Submission.processing_state == "queued") & (Submission.next_attempt_at <= now),
+                    (Submission.processing_state == "processing") & (Submission.lease_until < now),
+                )
+            )
+            .order_by(Submission.next_attempt_at, Submission.received_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if candidate is None:
+            return None
+        if candidate.attempts < MAX_ATTEMPTS:
+            break
+        # Failures that raise are counted by _record_failure; a submission whose every
+        # attempt ended with the worker gone (killed, out of memory) would otherwise be
+        # retried forever, taking a worker down each time.
+        session.execute(
+            update(Submission)
+            .where(Submission.id == candidate.id)
+            .values(
+                processing_state="failed",
+                lease_until=None,
+                last_error=f"gave up after {candidate.attempts} attempts: the worker "
+                "stopped (killed or crashed) while processing it",
             )
         )
-        .order_by(Submission.next_attempt_at, Submission.received_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    if candidate is None:
-        return None
     session.execute(
         update(Submission)
-        .where(Submission.id == candidate)
+        .where(Submission.id == candidate.id)
         .values(
             processing_state="processing",
             lease_until=now + dt.timedelta(seconds=lease_seconds),
@@ -84,7 +111,7 @@ def claim(session: Session, worker_id: str, lease_seconds: int) -> uuid.UUID | N
             attempts=Submission.attempts + 1,
         )
     )
-    return candidate
+    return candidate.id
 
 
 def _district_from_answers(
@@ -131,7 +158,7 @@ def decrypt(
             base64_signature=envelope.base64_encrypted_element_signature,
             encrypted_files=files,
             encrypted_xml_file=envelope.encrypted_xml_file or "",
-            private_key=catalog.private_key(session, key_id, context.key_encryption_key),
+            private_key=context.private_key(session, key_id),
         )
     except crypto.CryptoError as error:
         raise PermanentFailure(f"{type(error).__name__}: {error}") from None
@@ -176,6 +203,9 @@ def process_one(session: Session, context: WorkerContext, submission_id: uuid.UU
     except InstanceError as error:
         raise PermanentFailure(f"the submission XML cannot be read: {error}") from None
     submission.data = parsed.data
+    if submission.instance_name is None and parsed.envelope.instance_name:
+        # An encrypted manifest carries no instanceName; the decrypted instance does.
+        submission.instance_name = parsed.envelope.instance_name[:500]
     received = {a.plain_name or a.name for a in submission.attachments if a.sha256}
     missing = [name for name in parsed.attachments if name not in received]
     submission.parse_problems = parsed.problems + [

@@ -8,13 +8,14 @@ HTTP statuses. The OpenRosa endpoint and the batch sync API both go through it.
 from __future__ import annotations
 
 import enum
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from forms.instance import Envelope, InstanceError, read_envelope
 from server.accounts.models import User
@@ -108,8 +109,10 @@ def is_safe_attachment_name(name: str) -> bool:
         and len(name) <= 255
         and "/" not in name
         and "\\" not in name
-        and "\x00" not in name
         and name not in (".", "..")
+        # No NUL, CR/LF or other control characters, and no invisible format characters:
+        # a right-to-left override makes "photo<RLO>gpj.exe" read as "photoexe.jpg".
+        and not any(unicodedata.category(char) in ("Cc", "Cf") for char in name)
     )
 
 
@@ -142,9 +145,10 @@ def receive(session: Session, actor: User, incoming: IncomingSubmission) -> Deci
             envelope=envelope,
         )
     version = session.scalar(
-        select(FormVersion).where(
-            FormVersion.form_pk == form.id, FormVersion.version == envelope.version
-        )
+        select(FormVersion)
+        .where(FormVersion.form_pk == form.id, FormVersion.version == envelope.version)
+        # Not the XForm and its definition (tens of KB each): intake only needs the state.
+        .options(load_only(FormVersion.id, FormVersion.version, FormVersion.state))
     )
     if version is None:
         return Decision(
@@ -221,10 +225,13 @@ def receive(session: Session, actor: User, incoming: IncomingSubmission) -> Deci
 
 
 def _by_instance(session: Session, form: Form, instance_id: str) -> Submission | None:
+    # Locked until the commit: two POSTs adding files to one submission, or two edits of
+    # one instance, take turns, so the second sees what the first did (PostgreSQL).
     return session.scalar(
         select(Submission)
         .where(Submission.form_pk == form.id, Submission.instance_id == instance_id)
         .options(selectinload(Submission.attachments))
+        .with_for_update()
     )
 
 

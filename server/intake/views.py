@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 
 from flask import (
@@ -23,7 +24,7 @@ from server.accounts.service import require
 from server.api import api_blueprint
 from server.blobs import blob_store
 from server.db import db
-from server.errors import NotFound
+from server.errors import BadRequest, NotFound
 from server.intake import processing, service
 from server.intake.schemas import (
     ReprocessSchema,
@@ -109,6 +110,9 @@ class Reprocess(MethodView):
     def post(self, body: dict[str, Any]) -> Any:
         """Put failed (or the named) submissions back in the processing queue."""
         require(current_user(), "submissions.manage")
+        if not body["failed"] and not body["submission_ids"]:
+            # An empty body must not requeue every processed submission.
+            raise BadRequest("name submission_ids, or set failed to requeue every failed one")
         count = processing.reprocess(
             db.session,
             failed_only=body["failed"] and not body["submission_ids"],
@@ -137,11 +141,10 @@ def failures() -> Any:
 @login_required
 def reprocess() -> Any:
     require(g.user, "submissions.manage")
-    ids = request.form.getlist("submission_id")
-    import uuid as _uuid
-
-    count = processing.reprocess(
-        db.session, failed_only=not ids, submission_ids=[_uuid.UUID(i) for i in ids] or None
-    )
+    try:
+        ids = [uuid.UUID(value) for value in request.form.getlist("submission_id")]
+    except ValueError:
+        raise BadRequest("submission_id must be a submission's id") from None
+    count = processing.reprocess(db.session, failed_only=not ids, submission_ids=ids or None)
     flash(f"Requeued {count} submission(s).")
     return redirect(url_for("intake.failures"))

@@ -10,7 +10,7 @@ Property names read from entities (from the forms' `save_to`): households `head_
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -78,16 +78,21 @@ def person_record(entity: Entity) -> matching.PersonRecord:
     )
 
 
-def household_record(session: Session, entity: Entity) -> matching.HouseholdRecord:
+def household_record(
+    session: Session, entity: Entity, members: Sequence[Entity] | None = None
+) -> matching.HouseholdRecord:
+    """The household as the matcher sees it; `members` when the caller has them already."""
     from server.registry.service import members_of
 
     properties = entity.properties
     latitude, longitude = _gps(properties)
     head = person_record(entity)
+    if members is None:
+        members = members_of(session, entity)
     return matching.HouseholdRecord(
         id=str(entity.id),
         head=head,
-        members=[person_record(member) for member in members_of(session, entity)],
+        members=[person_record(member) for member in members],
         village=_text(properties, "village"),
         latitude=latitude,
         longitude=longitude,
@@ -101,6 +106,31 @@ def _record(session: Session, entity: Entity) -> Any:
     if entity.list_name == HOUSEHOLDS:
         return household_record(session, entity)
     return person_record(entity)
+
+
+def _records(session: Session, entities: Sequence[Entity]) -> dict[Any, Any]:
+    """Records of many entities by id; the households' members come in one query (the
+    same members as `service.members_of`), not one query per candidate household."""
+    members: dict[Any, list[Entity]] = {
+        entity.id: [] for entity in entities if entity.list_name == HOUSEHOLDS
+    }
+    if members:
+        for member in session.scalars(
+            select(Entity)
+            .where(
+                Entity.household_id.in_(list(members)),
+                Entity.merged_into_id.is_(None),
+                Entity.deleted.is_(False),
+            )
+            .order_by(Entity.created_at, Entity.label)
+        ):
+            members[member.household_id].append(member)
+    return {
+        entity.id: household_record(session, entity, members[entity.id])
+        if entity.id in members
+        else person_record(entity)
+        for entity in entities
+    }
 
 
 def _compare(a: Any, b: Any) -> Any:
@@ -171,16 +201,22 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
     model = model_for(session, entity.list_name)
     limits = thresholds()
     found: list[MatchCandidate] = []
-    for other in candidates(session, entity, keys):
-        score = model.score(_compare(record, _record(session, other)))
+    others = candidates(session, entity, keys)
+    records = _records(session, others)
+    existing: dict[Any, MatchCandidate] | None = None
+    for other in others:
+        score = model.score(_compare(record, records[other.id]))
         band = matching.classify(score, limits)
         if band == "new":
             continue
-        pair = session.scalar(
-            select(MatchCandidate).where(
-                MatchCandidate.entity_id == entity.id, MatchCandidate.candidate_id == other.id
-            )
-        )
+        if existing is None:  # this record's earlier pairs, fetched once when one is needed
+            existing = {
+                pair.candidate_id: pair
+                for pair in session.scalars(
+                    select(MatchCandidate).where(MatchCandidate.entity_id == entity.id)
+                )
+            }
+        pair = existing.get(other.id)
         if pair is None:
             pair = MatchCandidate(
                 entity_id=entity.id, candidate_id=other.id, list_name=entity.list_name

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -666,7 +667,7 @@ def entity_list_csv(session: Session, user: User, list_name: str) -> bytes:
         writer.writerow(
             [
                 str(entity.id),
-                entity.label,
+                _csv_cell(entity.label),
                 entity.version,
                 *[_csv_cell(entity.properties.get(key)) for key in properties],
             ]
@@ -674,23 +675,22 @@ def entity_list_csv(session: Session, user: User, list_name: str) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+# What Excel and LibreOffice read as the start of a formula (OWASP's list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
-    text_value = str(value)
+    # A lone carriage return is not quoted by a writer ending lines with "\n", and a
+    # reader takes it for the end of the row: a label could forge rows of the list.
+    text_value = str(value).replace("\r\n", "\n").replace("\r", "\n")
     # Neutralise spreadsheet formulas: a device never needs them, a data clerk opening the
-    # file in Excel must not run them.
-    if text_value[:1] in ("=", "+", "-", "@") and not _is_number(text_value):
+    # file in Excel must not run them. Plain numbers (-3, +252...) keep their value.
+    if str(value)[:1] in _FORMULA_STARTS and not _PLAIN_NUMBER.fullmatch(text_value):
         return "'" + text_value
     return text_value
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 def feed_position(session: Session, user: User, list_name: str) -> int:

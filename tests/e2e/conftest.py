@@ -97,6 +97,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         DIIWAAN_DATA_DIR=str(data_dir),
         DIIWAAN_ADMIN_PASSWORD=ADMIN_PASSWORD,
         DIIWAAN_PASSWORD_HASH_CHEAP="true",
+        DIIWAAN_ODK_VALIDATE="false",
     )
     port = _free_port()
     server = LiveServer(url=f"http://127.0.0.1:{port}", environment=environment)

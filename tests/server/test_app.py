@@ -159,9 +159,7 @@ HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 def test_400_json_names_the_missing_fields(client):
-    error = assert_json_error(
-        client.post("/api/v1/auth/token", json={}), 400, "validation_failed"
-    )
+    error = assert_json_error(client.post("/api/v1/auth/token", json={}), 400, "validation_failed")
     assert set(error["details"]) == {"username", "password"}
     assert "username" in error["message"]
 

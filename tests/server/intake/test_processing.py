@@ -1,0 +1,455 @@
+"""The worker: decrypt, parse into typed data, hand to the registry — and what happens
+when any of that fails: reasons kept, transient errors retried with backoff, leases of
+dead workers given back, administrators reprocessing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from server import jobs
+from server.db import as_utc, db, utcnow
+from server.intake import hooks, processing
+from server.intake.models import Submission
+from sync import crypto
+from tests.factories import AdminFactory
+from tests.server.intake.conftest import only_submission
+from tests.support.submissions import (
+    PHOTO,
+    PHOTO_NAME,
+    Attachment,
+    encrypted_household,
+)
+from tests.support.xlsforms import (
+    SELF_MANAGED_PUBLIC_KEY,
+    MemberAnswers,
+    household_instance_xml,
+    minimal_form_xlsx,
+)
+
+
+@pytest.fixture
+def temporary_hook():
+    """`temporary_hook(fn)` registers an on_processed hook for this test only."""
+    registered = []
+
+    def register(hook):
+        registered.append(hooks.on_processed(hook))
+        return hook
+
+    try:
+        yield register
+    finally:
+        for hook in registered:
+            hooks._processed_hooks.remove(hook)
+
+
+def post_plain(device, **answers) -> str:
+    xml = household_instance_xml(**answers)
+    response = device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")])
+    assert response.status_code == 201, response.data
+    from forms.instance import read_envelope
+
+    return read_envelope(xml).instance_id
+
+
+def post_encrypted(device, public_key: str, *, tamper=None, **answers):
+    submission = encrypted_household(public_key, **answers)
+    files = submission.attachments
+    if tamper is not None:
+        files = tamper(files)
+    response = device.post(submission.manifest, files)
+    assert response.status_code == 201, response.data
+    return submission
+
+
+def test_worker_drains_the_queue_into_typed_data(household, device, session, worker, store):
+    members = [
+        MemberAnswers("Xaliimo Cabdi Nuur", "female", "1979-01-30", "head", "no"),
+        MemberAnswers(
+            "Axmed Xaliimo Cabdi", "male", "2011-06-01", "child", "yes", ["seeing", "hearing"]
+        ),
+    ]
+    plain_id = post_plain(device, members=members, monthly_income_usd="87.25")
+    encrypted = post_encrypted(device, household.key.public_key, hh_size=4)
+
+    assert worker() == 2
+
+    plain = only_submission(session, plain_id)
+    assert (plain.processing_state, plain.attempts, plain.last_error) == ("processed", 1, None)
+    assert plain.processed_at is not None and plain.lease_until is None
+    data = plain.data
+    assert data["hh_size"] == 2 and isinstance(data["hh_size"], int)
+    assert data["monthly_income_usd"] == 87.25
+    assert data["location"]["gps"] == {
+        "latitude": 2.0469,
+        "longitude": 45.3182,
+        "altitude": 12.0,
+        "accuracy": 4.5,
+    }
+    assert data["location"]["dwelling_photo"] == PHOTO_NAME
+    assert [m["full_name"] for m in data["member"]] == [m.full_name for m in members]
+    assert data["member"][1]["difficulties"] == ["seeing", "hearing"]
+    assert data["member"][1]["date_of_birth"] == "2011-06-01"
+    assert data["member"][0]["difficulties"] is None
+    assert plain.parse_problems == []
+
+    decrypted = only_submission(session, encrypted.instance_id)
+    assert decrypted.processing_state == "processed"
+    assert decrypted.data["hh_size"] == 4
+    photo_attachment = decrypted.attachments[0]
+    assert (photo_attachment.name, photo_attachment.plain_name) == (f"{PHOTO_NAME}.enc", PHOTO_NAME)
+    assert store.read(photo_attachment.plain_sha256) == PHOTO
+    assert decrypted.parse_problems == []
+    # What the device sent stays as it was sent.
+    assert store.read(decrypted.xml_sha256) == encrypted.manifest
+
+
+def test_district_is_placed_from_the_answers_when_intake_could_not(
+    client, household, session, worker, hodan
+):
+    from tests.server.intake.conftest import Device
+
+    admin = AdminFactory()  # sees both of the form's districts: intake cannot choose
+    instance_id = post_plain(Device(client, user=admin), district="hodan")
+    assert only_submission(session, instance_id).district_id is None
+
+    worker()
+    assert only_submission(session, instance_id).district_id == hodan.id
+
+
+def test_an_attachment_referenced_but_never_sent_is_recorded_as_a_problem(
+    household, device, session, worker
+):
+    xml = household_instance_xml()
+    assert device.post(xml).status_code == 201
+    worker()
+    (submission,) = session.scalars(select(Submission)).all()
+    assert submission.processing_state == "processed"
+    assert submission.parse_problems == [
+        f"attachment {PHOTO_NAME} was referenced but never received"
+    ]
+
+
+def test_encrypted_with_another_key_fails_with_the_reason(household, device, session, worker):
+    other_key = crypto.public_key_base64(crypto.generate_key_pair())
+    submission = post_encrypted(device, other_key)
+
+    assert worker() == 1
+
+    failed = only_submission(session, submission.instance_id)
+    assert failed.processing_state == "failed"
+    assert failed.attempts == 1
+    assert "WrongKeyError" in failed.last_error
+    assert failed.data is None
+
+
+def flip_first_byte(files: list[Attachment]) -> list[Attachment]:
+    media, xml = files
+    return [Attachment(media.name, bytes([media.content[0] ^ 0x01]) + media.content[1:]), xml]
+
+
+def test_tampered_encrypted_file_fails_on_its_signature(household, device, session, worker):
+    submission = post_encrypted(device, household.key.public_key, tamper=flip_first_byte)
+
+    worker()
+
+    failed = only_submission(session, submission.instance_id)
+    assert failed.processing_state == "failed"
+    assert "SignatureMismatchError" in failed.last_error
+    assert failed.data is None
+    assert all(a.plain_sha256 is None for a in failed.attachments)
+
+
+def test_self_managed_form_is_kept_encrypted_for_offline_decryption(
+    session, settings, server_key, device, worker, hodan
+):
+    from tests.server.intake.conftest import upload
+
+    upload(
+        session,
+        settings,
+        minimal_form_xlsx("self_keyed", "1", public_key=SELF_MANAGED_PUBLIC_KEY),
+        [hodan],
+        attachments=[],
+    )
+    xml = (
+        b"<data id='self_keyed' version='1'><name>Ayaan</name>"
+        b"<meta><instanceID>uuid:self-1</instanceID></meta></data>"
+    )
+    encrypted = crypto.encrypt_submission(
+        xml=xml,
+        media=[],
+        instance_id="uuid:self-1",
+        form_id="self_keyed",
+        form_version="1",
+        public_key=crypto.load_public_key(SELF_MANAGED_PUBLIC_KEY),
+    )
+    files = [Attachment(name, content) for name, content in encrypted.files]
+    assert device.post(encrypted.manifest_xml, files).status_code == 201
+
+    worker()
+    kept = only_submission(session, "uuid:self-1")
+    assert (kept.processing_state, kept.data, kept.last_error) == ("encrypted", None, None)
+
+
+def test_transient_error_is_retried_with_backoff_and_applies_once(
+    household, device, session, worker, temporary_hook
+):
+    calls = []
+
+    def flaky_registry(hook_session, submission, parsed, definition):
+        calls.append(submission.instance_id)
+        submission.review_state = "has_issues"  # a write that must not survive a failure
+        if len(calls) == 1:
+            raise RuntimeError("registry briefly unavailable")
+
+    temporary_hook(flaky_registry)
+    instance_id = post_plain(device)
+
+    before = utcnow()
+    assert worker() == 1
+    retrying = only_submission(session, instance_id)
+    assert retrying.processing_state == "queued"
+    assert retrying.attempts == 1
+    assert retrying.last_error == "RuntimeError: registry briefly unavailable"
+    assert retrying.data is None and retrying.review_state == "received"
+    delay = as_utc(retrying.next_attempt_at) - before
+    assert dt.timedelta(seconds=29) <= delay <= dt.timedelta(seconds=60)
+
+    assert worker() == 0  # not due yet
+    make_due(session, instance_id)
+    assert worker() == 1
+
+    done = only_submission(session, instance_id)
+    assert (done.processing_state, done.attempts, done.last_error) == ("processed", 2, None)
+    assert done.review_state == "has_issues"
+    assert calls == [instance_id, instance_id]
+
+
+def test_backoff_doubles_and_gives_up_after_the_last_attempt(
+    household, device, session, worker, temporary_hook
+):
+    def broken(*_):
+        raise ConnectionError("registry down")
+
+    temporary_hook(broken)
+    instance_id = post_plain(device)
+    for _attempt in range(processing.MAX_ATTEMPTS):
+        make_due(session, instance_id)
+        assert worker() == 1
+    failed = only_submission(session, instance_id)
+    assert (failed.processing_state, failed.attempts) == ("failed", processing.MAX_ATTEMPTS)
+    assert failed.last_error == "ConnectionError: registry down"
+    assert [processing.backoff(n).total_seconds() for n in (1, 2, 3, 8, 20)] == [
+        30,
+        60,
+        120,
+        3600,
+        3600,
+    ]
+
+
+def make_due(session, instance_id: str) -> None:
+    session.execute(
+        update(Submission)
+        .where(Submission.instance_id == instance_id)
+        .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+    )
+    session.flush()
+
+
+def test_reprocess_command_requeues_failed_submissions(app, household, device, session, worker):
+    submission = post_encrypted(device, crypto.public_key_base64(crypto.generate_key_pair()))
+    processed_id = post_plain(device)
+    worker()
+    assert only_submission(session, submission.instance_id).processing_state == "failed"
+    runner = app.test_cli_runner()
+
+    refused = runner.invoke(args=["submissions", "reprocess"])
+    assert refused.exit_code == 2
+    assert "--failed" in refused.output
+
+    result = runner.invoke(args=["submissions", "reprocess", "--failed"])
+    assert result.exit_code == 0, result.output
+    assert "requeued 1 submission(s)" in result.output
+    requeued = only_submission(session, submission.instance_id)
+    assert (requeued.processing_state, requeued.attempts, requeued.last_error) == (
+        "queued",
+        0,
+        None,
+    )
+    assert only_submission(session, processed_id).processing_state == "processed"
+
+    by_id = runner.invoke(args=["submissions", "reprocess", str(requeued.id)])
+    assert by_id.exit_code == 0 and "requeued 0" in by_id.output  # queued, not failed
+
+    stats = runner.invoke(args=["submissions", "stats"])
+    assert "processed" in stats.output and "queued" in stats.output
+
+
+def test_expired_leases_are_given_back_and_live_ones_kept(household, device, session, app):
+    dead_id, alive_id = post_plain(device), post_plain(device)
+    with db.job_session() as job_session:
+        dead = processing.claim(job_session, "dead-worker", lease_seconds=60)
+        alive = processing.claim(job_session, "busy-worker", lease_seconds=60)
+    assert {dead, alive} == {
+        only_submission(session, dead_id).id,
+        only_submission(session, alive_id).id,
+    }
+    session.execute(
+        update(Submission)
+        .where(Submission.id == dead)
+        .values(lease_until=utcnow() - dt.timedelta(seconds=1))
+    )
+    session.flush()
+
+    assert processing.requeue_expired_leases(db) == 1
+    session.expire_all()
+    given_back, kept = session.get(Submission, dead), session.get(Submission, alive)
+    assert (given_back.processing_state, given_back.leased_by) == ("queued", None)
+    assert (kept.processing_state, kept.leased_by) == ("processing", "busy-worker")
+
+
+def test_a_worker_takes_over_an_expired_lease_without_the_scheduler(
+    household, device, session, worker
+):
+    instance_id = post_plain(device)
+    with db.job_session() as job_session:
+        processing.claim(job_session, "killed-worker", lease_seconds=60)
+    assert worker() == 0  # the lease still runs
+
+    session.execute(update(Submission).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+    session.flush()
+    assert worker() == 1
+    done = only_submission(session, instance_id)
+    assert (done.processing_state, done.attempts) == ("processed", 2)
+
+
+def test_a_submission_that_keeps_killing_workers_is_failed_not_retried_forever(
+    household, device, session, worker
+):
+    instance_id = post_plain(device)
+    session.execute(
+        update(Submission).values(
+            processing_state="processing",
+            leased_by="oom-killed",
+            attempts=processing.MAX_ATTEMPTS,
+            lease_until=utcnow() - dt.timedelta(seconds=1),
+        )
+    )
+    session.flush()
+
+    assert worker() == 0
+    failed = only_submission(session, instance_id)
+    assert failed.processing_state == "failed"
+    assert "stopped" in failed.last_error and str(processing.MAX_ATTEMPTS) in failed.last_error
+
+
+def test_a_worker_that_lost_its_lease_changes_nothing(household, device, session, settings):
+    instance_id = post_plain(device)
+    with db.job_session() as job_session:
+        submission_id = processing.claim(job_session, "slow-worker", lease_seconds=60)
+        job_session.execute(
+            update(Submission).where(Submission.id == submission_id).values(leased_by="other")
+        )
+    context = processing.WorkerContext(
+        database=db, store=None, key_encryption_key="", worker_id="slow-worker"
+    )
+    with db.job_session() as job_session:
+        processing.process_one(job_session, context, submission_id)
+    unchanged = only_submission(session, instance_id)
+    assert (unchanged.processing_state, unchanged.leased_by, unchanged.data) == (
+        "processing",
+        "other",
+        None,
+    )
+
+
+def test_scheduler_jobs_have_stable_ids_and_replace_existing(app, monkeypatch):
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    assert [job.id for job in jobs.JOBS] == ["requeue-expired-leases", "purge-incomplete-uploads"]
+    added = []
+    real_add_job = BlockingScheduler.add_job
+
+    def recording_add_job(self, func, trigger=None, **options):
+        added.append(options)
+        return real_add_job(self, func, trigger, **options)
+
+    monkeypatch.setattr(BlockingScheduler, "add_job", recording_add_job)
+    scheduler = jobs.build_scheduler(app)
+
+    assert [job.id for job in scheduler.get_jobs()] == [job.id for job in jobs.JOBS]
+    assert all(options["replace_existing"] for options in added)
+    assert [options["id"] for options in added] == [job.id for job in jobs.JOBS]
+
+
+def test_scheduled_requeue_job_runs_in_the_app_context(app, household, device, session):
+    instance_id = post_plain(device)
+    with db.job_session() as job_session:
+        processing.claim(job_session, "dead-worker", lease_seconds=60)
+    session.execute(update(Submission).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+    session.flush()
+
+    requeue = next(job for job in jobs.JOBS if job.id == "requeue-expired-leases")
+    jobs._run_in_context(app, requeue)
+    assert only_submission(session, instance_id).processing_state == "queued"
+
+
+def test_purge_removes_stale_partial_files_and_stops_waiting_for_lost_attachments(
+    household, device, session, store, settings
+):
+    xml = household_instance_xml()
+    assert device.post(xml, incomplete=True).status_code == 201
+    (waiting,) = session.scalars(select(Submission)).all()
+    assert waiting.processing_state == "waiting"
+    tmp = store.root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    stale, fresh = tmp / "stale-upload", tmp / "fresh-upload"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    old = time.time() - 3 * 86400
+    os.utime(stale, (old, old))
+    session.execute(update(Submission).values(received_at=utcnow() - dt.timedelta(days=3)))
+    session.flush()
+
+    removed = jobs.purge_incomplete_uploads(db, settings.data_dir, dt.timedelta(days=2))
+
+    assert removed == 1
+    assert not stale.exists() and fresh.exists()
+    fresh.unlink()
+    session.expire_all()
+    assert session.get(Submission, waiting.id).processing_state == "queued"
+
+
+def test_failures_page_lists_reasons_and_reprocesses(browser, household, device, session, worker):
+    submission = post_encrypted(device, crypto.public_key_base64(crypto.generate_key_pair()))
+    worker()
+    admin = AdminFactory()
+    browser.login(admin.username)
+
+    page = browser.get("/processing")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert submission.instance_id in text and "WrongKeyError" in text
+
+    failed = only_submission(session, submission.instance_id)
+    response = browser.post("/processing/reprocess", {"submission_id": str(failed.id)})
+    assert response.status_code == 302
+    assert only_submission(session, submission.instance_id).processing_state == "queued"
+
+    bad = browser.post("/processing/reprocess", {"submission_id": "not-a-uuid"})
+    assert bad.status_code == 400
+
+
+def test_failures_page_is_for_administrators(browser, household, hodan):
+    from tests.factories import SupervisorFactory
+
+    supervisor = SupervisorFactory(districts=[hodan])
+    browser.login(supervisor.username)
+    assert browser.get("/processing").status_code == 403
