@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, Select, false, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from server.accounts.models import (
     ROLES,
@@ -538,7 +538,11 @@ def issue_token(
 
 def user_for_token(session: Session, secret: str, *, kind: str | None = None) -> tuple[User, Token]:
     """Resolve a presented secret to its active user, or raise Unauthorized saying why."""
-    token = session.scalar(select(Token).where(Token.secret_hash == _secret_hash(secret)))
+    token = session.scalar(
+        select(Token)
+        .where(Token.secret_hash == _secret_hash(secret))
+        .options(joinedload(Token.user))  # every device request needs both: one query
+    )
     if token is None or (kind is not None and token.kind != kind):
         raise Unauthorized("unknown token")
     now = utcnow()

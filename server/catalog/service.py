@@ -83,7 +83,6 @@ def configure(*, odk_validate: bool) -> None:
     _odk_validate[0] = odk_validate
 
 
-
 @dataclass
 class UploadResult:
     form: Form

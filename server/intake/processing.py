@@ -18,19 +18,31 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forms.definition import FormDefinition, Question
 from forms.instance import InstanceError, parse_instance, read_envelope
 from server.accounts.models import District
 from server.blobs import BlobStore
 from server.catalog import service as catalog
+from server.catalog.models import FormVersion
 from server.db import Database, utcnow
 from server.intake.hooks import run_processed_hooks
 from server.intake.models import Submission
 from sync import crypto
 
 log = logging.getLogger("diiwaan.worker")
+
+# What processing reads of a submission's form version; the rest loads on first access.
+_VERSION_COLUMNS = (
+    FormVersion.id,
+    FormVersion.form_pk,
+    FormVersion.version,
+    FormVersion.state,
+    FormVersion.encryption,
+    FormVersion.key_id,
+    FormVersion.xform_md5,
+)
 
 MAX_ATTEMPTS = 5
 LEASE_SECONDS = 120
@@ -50,10 +62,26 @@ class WorkerContext:
     # Opened private keys by server key id. Opening one (unsealing, then the RSA key's
     # consistency check) costs tens of milliseconds, more than the rest of an item.
     _private_keys: dict[uuid.UUID, RSAPrivateKey] = field(default_factory=dict, repr=False)
+    _definitions: dict[tuple[uuid.UUID, str], FormDefinition] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.worker_id:
             self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def definition(self, version: FormVersion) -> FormDefinition:
+        """The parsed definition of a form version. A version's XForm, and so its
+        definition, never changes once uploaded (xform_md5 is part of the key all the
+        same); its state does, and is always read from the row."""
+        key = (version.id, version.xform_md5)
+        definition = self._definitions.get(key)
+        if definition is None:
+            definition = catalog.definition_of(version)
+            if len(self._definitions) >= 256:
+                self._definitions.clear()
+            self._definitions[key] = definition
+        return definition
 
     def private_key(self, session: Session, key_id: uuid.UUID) -> RSAPrivateKey:
         if key_id not in self._private_keys:
@@ -176,8 +204,17 @@ def process_one(session: Session, context: WorkerContext, submission_id: uuid.UU
             Submission.processing_state == "processing",
             Submission.leased_by == context.worker_id,
         )
-        .options(selectinload(Submission.attachments))
-        .with_for_update()
+        .options(
+            selectinload(Submission.attachments),
+            # In the same round trip: the form (the registry hook reads its mode) and the
+            # version's small columns, not the XForm and its definition (tens of KB each,
+            # decoded every time): the parsed definition is kept per worker process.
+            joinedload(Submission.form),
+            joinedload(Submission.form_version).load_only(*_VERSION_COLUMNS),
+        )
+        # Only the submission's row: the form and version rows stay unlocked, so workers
+        # processing submissions of one form do not queue on them.
+        .with_for_update(of=Submission)
     )
     if submission is None:
         log.info("submission %s is no longer leased to %s", submission_id, context.worker_id)
@@ -197,7 +234,7 @@ def process_one(session: Session, context: WorkerContext, submission_id: uuid.UU
                 attachment.plain_name = plain_name
     else:
         xml = context.store.read(submission.xml_sha256)
-    definition = catalog.definition_of(version)
+    definition = context.definition(version)
     try:
         parsed = parse_instance(xml, definition)
     except InstanceError as error:
@@ -239,20 +276,58 @@ def _record_failure(
 
 def work_once(context: WorkerContext) -> bool:
     """Claim and process one submission; False when nothing was ready."""
-    with context.database.job_session() as session:
-        submission_id = claim(session, context.worker_id, context.lease_seconds)
+    return _work(context, None, claim_next=False)[0]
+
+
+def _work(
+    context: WorkerContext, claimed: uuid.UUID | None, *, claim_next: bool
+) -> tuple[bool, uuid.UUID | None]:
+    """Process `claimed` (or claim one first); with `claim_next`, lease the following
+    submission in the same transaction as this one's results, which saves a transaction
+    (a commit, a WAL flush) per item. The crash guarantee holds: a worker killed before
+    that commit leaves both untouched, after it both are done/leased as with two
+    transactions. Returns (whether there was an item, the next one leased)."""
+    submission_id = claimed
     if submission_id is None:
-        return False
+        with context.database.job_session() as session:
+            submission_id = claim(session, context.worker_id, context.lease_seconds)
+        if submission_id is None:
+            return False, None
+    next_id = None
     try:
         with context.database.job_session() as session:
             process_one(session, context, submission_id)
+            if claim_next:
+                next_id = claim(session, context.worker_id, context.lease_seconds)
     except PermanentFailure as error:
+        next_id = None
         log.warning("submission %s failed: %s", submission_id, error)
         _record_failure(context, submission_id, str(error), permanent=True)
     except Exception as error:  # retried with backoff; the reason is kept for admins
+        next_id = None
         log.exception("submission %s failed, will retry", submission_id)
         _record_failure(context, submission_id, f"{type(error).__name__}: {error}", permanent=False)
-    return True
+    return True, next_id
+
+
+def _give_back(context: WorkerContext, submission_id: uuid.UUID) -> None:
+    """Return a submission leased ahead but not started (the worker is stopping) to the
+    queue as it was, so it does not wait for its lease to expire."""
+    with context.database.job_session() as session:
+        session.execute(
+            update(Submission)
+            .where(
+                Submission.id == submission_id,
+                Submission.processing_state == "processing",
+                Submission.leased_by == context.worker_id,
+            )
+            .values(
+                processing_state="queued",
+                lease_until=None,
+                leased_by=None,
+                attempts=Submission.attempts - 1,
+            )
+        )
 
 
 def run(
@@ -265,15 +340,21 @@ def run(
 ) -> int:
     """Process submissions; with `drain`, stop when the queue is empty."""
     done = 0
-    while not should_stop():
-        if work_once(context):
-            done += 1
-            if progress:
-                progress(done)
-            continue
-        if drain:
-            break
-        time.sleep(poll_seconds)
+    claimed: uuid.UUID | None = None
+    try:
+        while not should_stop():
+            worked, claimed = _work(context, claimed, claim_next=True)
+            if worked:
+                done += 1
+                if progress:
+                    progress(done)
+                continue
+            if drain:
+                break
+            time.sleep(poll_seconds)
+    finally:
+        if claimed is not None:
+            _give_back(context, claimed)
     return done
 
 
