@@ -769,6 +769,28 @@ def entity_delta(session: Session, user: User, *, since: int, limit: int = 500) 
 # ------------------------------------------------------------------- merge/unmerge
 
 
+def _mark(
+    session: Session,
+    entity: Entity,
+    changes: dict[str, Any],
+    source: str,
+    actor: User | None,
+    operation: str = "update",
+) -> None:
+    """A new version for a change outside the properties (household, merge redirect)."""
+    entity.version += 1
+    _new_version(
+        session,
+        entity,
+        properties=entity.properties,
+        label=entity.label,
+        changes=changes,
+        source=source,
+        actor=actor,
+        operation=operation,
+    )
+
+
 def merge(
     session: Session,
     actor: User | None,
@@ -795,28 +817,11 @@ def merge(
         for member in members_of(session, merged):
             member.household_id = survivor.id
             moved.append(str(member.id))
-            member.version += 1
-            _new_version(
-                session,
-                member,
-                properties=member.properties,
-                label=member.label,
-                changes={"household": [str(merged.id), str(survivor.id)]},
-                source="merge",
-                actor=actor,
+            _mark(
+                session, member, {"household": [str(merged.id), str(survivor.id)]}, "merge", actor
             )
     merged.merged_into_id = survivor.id
-    merged.version += 1
-    _new_version(
-        session,
-        merged,
-        properties=merged.properties,
-        label=merged.label,
-        changes={"merged_into": [None, str(survivor.id)]},
-        source="merge",
-        actor=actor,
-        operation="merge",
-    )
+    _mark(session, merged, {"merged_into": [None, str(survivor.id)]}, "merge", actor, "merge")
     record = Merge(
         survivor_id=survivor.id,
         merged_id=merged.id,
@@ -865,30 +870,13 @@ def unmerge(session: Session, actor: User, record: Merge) -> Merge:
     ):
         unmerge(session, actor, child)
     merged.merged_into_id = None
-    merged.version += 1
-    _new_version(
-        session,
-        merged,
-        properties=merged.properties,
-        label=merged.label,
-        changes={"merged_into": [str(survivor.id), None]},
-        source="unmerge",
-        actor=actor,
-        operation="unmerge",
-    )
+    _mark(session, merged, {"merged_into": [str(survivor.id), None]}, "unmerge", actor, "unmerge")
     for member_id in record.moved_member_ids:
         member = session.get(Entity, uuid.UUID(member_id))
         if member is not None and member.household_id == survivor.id:
             member.household_id = merged.id
-            member.version += 1
-            _new_version(
-                session,
-                member,
-                properties=member.properties,
-                label=member.label,
-                changes={"household": [str(survivor.id), str(merged.id)]},
-                source="unmerge",
-                actor=actor,
+            _mark(
+                session, member, {"household": [str(survivor.id), str(merged.id)]}, "unmerge", actor
             )
     record.undone_at = utcnow()
     record.undone_by_id = actor.id
