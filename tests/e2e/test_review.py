@@ -1,6 +1,7 @@
 """In a real browser: supervisors review submissions, approve them into the registry,
 decide suspected duplicates, and stay inside their districts; hostile form labels stay
-text. Screenshots of the main pages go to tests/artifacts/ and docs/images/ (the guide).
+text. Screenshots of the main pages go to tests/artifacts/ (and to docs/images/ for the guide
+with DIIWAAN_UPDATE_GUIDE_IMAGES=1).
 
 The field data is made the way it arrives in production: an administrator uploads the
 XLSForm in the browser, tablets post (encrypted) OpenRosa submissions over HTTP, the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import struct
@@ -437,12 +439,16 @@ def field_data(live_server: LiveServer, chromium, tmp_path_factory) -> FieldData
 
 @pytest.fixture
 def guide_screenshot(screenshot):
-    """`guide_screenshot("name")`: the screenshot, also kept as docs/images/name.png."""
-    GUIDE_IMAGES.mkdir(parents=True, exist_ok=True)
+    """`guide_screenshot("name")`: the screenshot in tests/artifacts/; with
+    DIIWAAN_UPDATE_GUIDE_IMAGES=1 also copied to docs/images/ for the supervisor guide
+    (so an ordinary test run leaves the committed pictures alone)."""
+    update_guide = os.environ.get("DIIWAAN_UPDATE_GUIDE_IMAGES") == "1"
 
     def save(name: str, *, full_page: bool = True) -> Path:
         path = screenshot(name, full_page=full_page)
-        shutil.copyfile(path, GUIDE_IMAGES / f"{name}.png")
+        if update_guide:
+            GUIDE_IMAGES.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, GUIDE_IMAGES / f"{name}.png")
         return path
 
     return save
