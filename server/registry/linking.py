@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, Protocol, cast
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -61,7 +62,20 @@ def _gps(properties: dict[str, Any]) -> tuple[float | None, float | None]:
     return None, None
 
 
-def person_record(entity: Entity) -> matching.PersonRecord:
+class EntityFields(Protocol):
+    """What a matching record is read from: an `Entity`, or a row of these columns."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def properties(self) -> dict[str, Any]: ...
+    @property
+    def district_id(self) -> int | None: ...
+
+
+def person_record(entity: EntityFields) -> matching.PersonRecord:
     properties = entity.properties
     latitude, longitude = _gps(properties)
     return matching.PersonRecord(
@@ -79,7 +93,7 @@ def person_record(entity: Entity) -> matching.PersonRecord:
 
 
 def household_record(
-    session: Session, entity: Entity, members: Sequence[Entity] | None = None
+    session: Session, entity: EntityFields, members: Sequence[EntityFields] | None = None
 ) -> matching.HouseholdRecord:
     """The household as the matcher sees it; `members` when the caller has them already."""
     from server.registry.service import members_of
@@ -88,7 +102,7 @@ def household_record(
     latitude, longitude = _gps(properties)
     head = person_record(entity)
     if members is None:
-        members = members_of(session, entity)
+        members = members_of(session, cast(Entity, entity))
     return matching.HouseholdRecord(
         id=str(entity.id),
         head=head,
@@ -110,13 +124,16 @@ def _record(session: Session, entity: Entity) -> Any:
 
 def _records(session: Session, entities: Sequence[Entity]) -> dict[Any, Any]:
     """Records of many entities by id; the households' members come in one query (the
-    same members as `service.members_of`), not one query per candidate household."""
-    members: dict[Any, list[Entity]] = {
+    same members as `service.members_of`), as plain rows: only four columns are read, and
+    hundreds of ORM objects per new household would cost more than the query."""
+    members: dict[Any, list[EntityFields]] = {
         entity.id: [] for entity in entities if entity.list_name == HOUSEHOLDS
     }
     if members:
-        for member in session.scalars(
-            select(Entity)
+        for member in session.execute(
+            select(
+                Entity.household_id, Entity.id, Entity.label, Entity.properties, Entity.district_id
+            )
             .where(
                 Entity.household_id.in_(list(members)),
                 Entity.merged_into_id.is_(None),
@@ -137,6 +154,33 @@ def _compare(a: Any, b: Any) -> Any:
     if isinstance(a, matching.HouseholdRecord):
         return matching.compare_households(a, b)
     return matching.compare_people(a, b)
+
+
+def _worth_comparing(
+    session: Session,
+    model: matching.FellegiSunterModel,
+    record: Any,
+    others: list[Entity],
+    review: float,
+) -> list[Entity]:
+    """The candidates that can still reach `review`. Loading and comparing two households'
+    members is most of the cost of a pair, so households are first compared without them:
+    when even the best members level would leave a pair below review, it is new whatever
+    the members say (weights add up), and their members are neither loaded nor compared."""
+    levels = model.fields.get("members", ())
+    if not isinstance(record, matching.HouseholdRecord) or not levels:
+        return others
+    best = max(0.0, *(model.weight_of("members", level) for level in levels))
+    bare = replace(record, members=[])
+    return [
+        other
+        for other in others
+        if model.score(
+            matching.compare_households(bare, household_record(session, other, members=[]))
+        ).weight
+        + best
+        >= review
+    ]
 
 
 def identifier_keys(query: str) -> list[str]:
@@ -201,7 +245,9 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
     model = model_for(session, entity.list_name)
     limits = thresholds()
     found: list[MatchCandidate] = []
-    others = candidates(session, entity, keys)
+    others = _worth_comparing(
+        session, model, record, candidates(session, entity, keys), limits.review
+    )
     records = _records(session, others)
     existing: dict[Any, MatchCandidate] | None = None
     for other in others:
