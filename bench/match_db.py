@@ -7,7 +7,8 @@ and 1M households, timed through `server.registry.linking.index_and_match`.
                                        [--keep | --reuse]
                                        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
-What it does (bounded; ≈ 20 min for the three sizes on 2 cores, ≈ 2 min for 10k + 100k):
+What it does (bounded; ≈ 9 min for the three sizes on an idle 2-core machine, up to 30 min
+when other jobs share it; ≈ 1 min for 10k + 100k):
 1. drops and creates the database `bench_match` on --database-url's server (never the
    database named in the URL) and migrates it with Alembic;
 2. creates --districts districts (17 of 20 Somali, 3 Kenyan, like the generator's mix),
