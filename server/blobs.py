@@ -53,6 +53,7 @@ class BlobTooLarge(Exception):
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._tmp_ready = False
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.match(sha256):
@@ -84,25 +85,22 @@ class BlobStore:
     def stage_chunks(self, chunks: Iterable[bytes], limit: int | None = None) -> StagedBlob:
         """Stream chunks to a temporary file (never all in memory) and fsync it; the blob
         enters the store only with `commit`, so bytes that are refused leave nothing."""
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir)
+        writer = self.writer(limit)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise BlobTooLarge(limit)
-                    sha.update(chunk)
-                    md5.update(chunk)
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.finish()
         except BaseException:
-            os.unlink(tmp_name)
+            writer.abort()
             raise
-        return StagedBlob(sha.hexdigest(), md5.hexdigest(), size, Path(tmp_name), self)
+
+    def writer(self, limit: int | None = None) -> BlobWriter:
+        """A staged blob written piece by piece, for bytes that are pushed (a streaming
+        multipart parser) rather than pulled; `finish` fsyncs it, `abort` drops it."""
+        if not self._tmp_ready:
+            (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+            self._tmp_ready = True
+        return BlobWriter(self, limit)
 
     def commit(self, staged: StagedBlob) -> StoredBlob:
         """Move a staged blob into place (durably); storing known bytes again is a no-op."""
@@ -124,6 +122,45 @@ class BlobStore:
 
     def open(self, sha256: str) -> BinaryIO:
         return self.path(sha256).open("rb")
+
+
+class BlobWriter:
+    """One blob being staged: `write` pieces, then `finish` (fsynced) or `abort`."""
+
+    def __init__(self, store: BlobStore, limit: int | None) -> None:
+        self.store, self.limit, self.size = store, limit, 0
+        self._sha, self._md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        fd, name = tempfile.mkstemp(dir=store.root / "tmp")
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._path = Path(name)
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        """Raises BlobTooLarge past the limit (the caller then aborts)."""
+        assert self._file is not None, "write after finish or abort"
+        self.size += len(chunk)
+        if self.limit is not None and self.size > self.limit:
+            raise BlobTooLarge(self.limit)
+        self._sha.update(chunk)
+        self._md5.update(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> StagedBlob:
+        assert self._file is not None, "finish after finish or abort"
+        handle, self._file = self._file, None
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            handle.close()
+        return StagedBlob(
+            self._sha.hexdigest(), self._md5.hexdigest(), self.size, self._path, self.store
+        )
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._path.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -10,7 +10,7 @@ from server.accounts.auth import current_user
 from server.blobs import blob_store
 from server.db import db
 from server.errors import BadRequest, PayloadTooLarge, openrosa_envelope
-from server.intake import receiving, service
+from server.intake import multipart, receiving, service
 from server.openrosa import openrosa_blueprint, xml_response
 
 log = logging.getLogger("diiwaan.intake")
@@ -34,20 +34,17 @@ def read_incoming(limit: int) -> service.IncomingSubmission:
             f"a submission is multipart/form-data with an xml_submission_file part, "
             f"not {request.mimetype or 'an empty body'}"
         )
-    request.max_content_length = limit
-    xml_part = request.files.get("xml_submission_file")
-    if xml_part is None:
-        raise BadRequest("the body has no xml_submission_file part")
-    return receiving.store_parts(
-        blob_store(current_app.config["DIIWAAN"].data_dir),
-        xml_part.stream,
-        (
-            (part.filename or part_name, part.stream, part.mimetype)
-            for part_name, part in request.files.items(multi=True)
-            if part_name != "xml_submission_file"
-        ),
+    body = multipart.read_submission_body(
+        request.stream,
+        request.content_type or "",
+        store=blob_store(current_app.config["DIIWAAN"].data_dir),
         limit=limit,
-        incomplete=request.form.get("*isIncomplete*", "").strip().lower() == "yes",
+    )
+    return service.IncomingSubmission(
+        xml=body.xml,
+        xml_blob=body.xml_blob,
+        files=[service.IncomingFile(f.name, f.blob, f.content_type) for f in body.files],
+        incomplete=body.fields.get("*isIncomplete*", "").strip().lower() == "yes",
         device_id=request.args.get("deviceID") or request.headers.get("X-OpenRosa-Device-Id"),
     )
 

@@ -12,10 +12,13 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, false, func, select
-from sqlalchemy.orm import Session, load_only, selectinload
+from sqlalchemy import Select, Table, and_, false, func, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, selectinload
 
 from forms.instance import Envelope, InstanceError, read_envelope
 from server.accounts.models import User, user_district
@@ -156,6 +159,14 @@ def receive(session: Session, actor: User, incoming: IncomingSubmission) -> Deci
             envelope=envelope,
         )
 
+    if version.state == "published" and not envelope.deprecated_id:
+        # The common case, a new instance of a published version, costs one INSERT (and
+        # one for its files) with no lookup first; an instance already stored falls
+        # through to the lookup below (a resend, more files, or a conflict).
+        submission = _new_submission(actor, incoming, envelope, form, version, districts)
+        if _insert_if_new(session, submission):
+            return Decision(Outcome.CREATED, "submission received", submission, envelope)
+
     existing = _by_instance(session, form, envelope.instance_id)
     if existing is not None:
         return _resubmission(existing, incoming, envelope)
@@ -191,9 +202,28 @@ def receive(session: Session, actor: User, incoming: IncomingSubmission) -> Deci
             )
         replaced.current = False
 
+    submission = _new_submission(actor, incoming, envelope, form, version, districts, replaced)
+    session.add(submission)
+    session.flush()
+    outcome = Outcome.EDIT_CREATED if replaced else Outcome.CREATED
+    return Decision(outcome, "submission received", submission, envelope)
+
+
+def _new_submission(
+    actor: User,
+    incoming: IncomingSubmission,
+    envelope: Envelope,
+    form: _FormRef,
+    version: _VersionRef,
+    districts: _FormDistricts,
+    replaced: Submission | None = None,
+) -> Submission:
+    """A new submission and its attachments, not yet in the session."""
+    now = utcnow()
     submission = Submission(
-        form=form,
-        form_version=version,
+        id=uuid.uuid4(),
+        form_pk=form.id,
+        form_version_id=version.id,
         instance_id=envelope.instance_id,
         instance_name=(envelope.instance_name or "")[:500] or None,
         deprecated_id=envelope.deprecated_id,
@@ -203,20 +233,57 @@ def receive(session: Session, actor: User, incoming: IncomingSubmission) -> Deci
         xml_sha256=incoming.xml_blob.sha256,
         xml_size=incoming.xml_blob.size,
         encrypted=envelope.encrypted,
+        received_at=now,
+        next_attempt_at=now,
     )
-    session.add(submission)
     if envelope.encrypted:
         expected = [*envelope.media_files, envelope.encrypted_xml_file or ""]
         for position, name in enumerate(expected):
             submission.attachments.append(SubmissionAttachment(name=name, position=position))
     _attach(submission, incoming.files)
     _update_completeness(submission, incoming.incomplete, new=True)
-    session.flush()
-    outcome = Outcome.EDIT_CREATED if replaced else Outcome.CREATED
-    return Decision(outcome, "submission received", submission, envelope)
+    return submission
 
 
-def _by_instance(session: Session, form: Form, instance_id: str) -> Submission | None:
+def _insert_if_new(session: Session, submission: Submission) -> bool:
+    """INSERT the submission unless its instance ID is already stored (ON CONFLICT DO
+    NOTHING: a racing upload of the same instance waits for the other to commit), then
+    its attachments; False, inserting nothing, when it was already there. Core
+    statements: the ORM's unit of work cost more CPU than everything else in intake."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = cast(Table, Submission.__table__)
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.form_pk, table.c.instance_id])
+        .returning(table.c.id)  # rowcount says -1 here on PostgreSQL: read the row instead
+    )
+    if session.connection().execute(statement, _row(submission)).first() is None:
+        return False
+    if submission.attachments:
+        rows = []
+        columns = sa_inspect(SubmissionAttachment).column_attrs
+        for attachment in submission.attachments:
+            attachment.id = uuid.uuid4()
+            attachment.submission_id = submission.id
+            # Every column in every row, as one executemany needs (no JSON among them).
+            rows.append({column.key: vars(attachment).get(column.key) for column in columns})
+        session.connection().execute(insert(cast(Table, SubmissionAttachment.__table__)), rows)
+    return True
+
+
+def _row(instance: Submission) -> dict[str, Any]:
+    """The column values set on a new ORM object; columns left unset take their defaults.
+    (None is left out too: a JSON column would store it as JSON null, not SQL NULL.)"""
+    state = vars(instance)
+    return {
+        column.key: state[column.key]
+        for column in sa_inspect(type(instance)).column_attrs
+        if state.get(column.key) is not None
+    }
+
+
+def _by_instance(session: Session, form: _FormRef, instance_id: str) -> Submission | None:
     # Locked until the commit: two POSTs adding files to one submission, or two edits of
     # one instance, take turns, so the second sees what the first did (PostgreSQL).
     return session.scalar(
@@ -299,20 +366,41 @@ class _FormDistricts:
     shared: set[int]  # the form's districts the actor may see (all of them if unrestricted)
 
 
+@dataclass(frozen=True)
+class _FormRef:
+    id: uuid.UUID
+    form_id: str
+
+
+@dataclass(frozen=True)
+class _VersionRef:
+    id: uuid.UUID
+    version: str
+    state: str
+
+
 def _form_and_version(
     session: Session, actor: User, form_id: str, version_name: str | None
-) -> tuple[Form, FormVersion | None, _FormDistricts] | None:
-    """The form, its version `version_name` (only id, version and state: not the XForm
-    and its definition, tens of KB each), the form's districts and which of them are the
-    actor's, in one round trip instead of four (form, its districts, version, the actor's
-    districts). None when there is no such form."""
+) -> tuple[_FormRef, _VersionRef | None, _FormDistricts] | None:
+    """The form, its version `version_name` (id, version and state: not the XForm and its
+    definition, tens of KB each), the form's districts and which of them are the actor's,
+    in one round trip instead of four (form, its districts, version, the actor's
+    districts), as plain columns rather than ORM objects. None when there is no such form."""
     version_on = (
         and_(FormVersion.form_pk == Form.id, FormVersion.version == version_name)
         if version_name is not None
         else false()
     )
     rows = session.execute(
-        select(Form, FormVersion, form_district.c.district_id, user_district.c.user_id)
+        select(
+            Form.id,
+            Form.form_id,
+            FormVersion.id,
+            FormVersion.version,
+            FormVersion.state,
+            form_district.c.district_id,
+            user_district.c.user_id,
+        )
         .select_from(Form)
         .outerjoin(FormVersion, version_on)
         .outerjoin(form_district, form_district.c.form_id == Form.id)
@@ -324,16 +412,17 @@ def _form_and_version(
             ),
         )
         .where(Form.form_id == form_id)
-        .options(load_only(FormVersion.id, FormVersion.version, FormVersion.state))
     ).all()
     if not rows:
         return None
-    form, version = rows[0][0], rows[0][1]
-    form_ids = {row[2] for row in rows if row[2] is not None}
+    first = rows[0]
+    form = _FormRef(first[0], first[1])
+    version = _VersionRef(first[2], first[3], first[4]) if first[2] is not None else None
+    form_ids = {row[5] for row in rows if row[5] is not None}
     if actor.role != "admin" and "districts" not in vars(actor):
         # visible_district_ids(actor) would load the actor's districts: the join above
         # already says which of the form's districts are among them.
-        shared = {row[2] for row in rows if row[3] is not None}
+        shared = {row[5] for row in rows if row[6] is not None}
         return form, version, _FormDistricts(form_ids, True, shared)
     allowed = visible_district_ids(actor)
     if allowed is None:
