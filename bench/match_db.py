@@ -3,7 +3,7 @@ and 1M households, timed through `server.registry.linking.index_and_match`.
 
     .venv/bin/python bench/match_db.py [--sizes 10000 100000 1000000] [--queries 1000]
                                        [--districts 20] [--seed 17] [--member-keys]
-                                       [--max-candidates 200] [--explain] [--profile]
+                                       [--max-candidates 30] [--explain] [--profile]
                                        [--keep | --reuse]
                                        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 

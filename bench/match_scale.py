@@ -25,7 +25,7 @@ import synthetic
 from server.registry import matching
 from server.registry.matching import HouseholdRecord
 
-CANDIDATE_CAP = 200  # server.registry.linking.MAX_CANDIDATES
+CANDIDATE_CAP = 200  # linking.MAX_CANDIDATES when this was measured; now 30, ranked by key_weight
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -89,6 +89,7 @@ class Settings:
     match_link_weight: float | None = None
     odk_validate: bool = True
     match_review_weight: float | None = None
+    match_max_candidates: int = 30
     base_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -120,6 +121,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DIIWAAN_ODK_VALIDATE": ("odk_validate", _bool),
     "DIIWAAN_MATCH_LINK_WEIGHT": ("match_link_weight", lambda v, r: _float(v, r, -100, 100)),
     "DIIWAAN_MATCH_REVIEW_WEIGHT": ("match_review_weight", lambda v, r: _float(v, r, -100, 100)),
+    "DIIWAAN_MATCH_MAX_CANDIDATES": ("match_max_candidates", lambda v, r: _int(v, r, 1, 10000)),
 }
 
 FIELD_TO_VARIABLE = {name: variable for variable, (name, _parser) in _PARSERS.items()}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
 from sqlalchemy.orm import Session
 
 from server.accounts.models import District, Region, User, Village
 from server.accounts.service import hash_password
+from server.registry.models import HOUSEHOLDS, MEMBERS, Entity
 
 # Set by tests/conftest.py for each test: the session factories write with.
 current_session: Session | None = None
@@ -74,3 +77,27 @@ class AdminFactory(UserFactory):
 class SupervisorFactory(UserFactory):
     role = "supervisor"
     username = factory.Sequence(lambda n: f"supervisor{n}")
+
+
+class HouseholdFactory(Base):
+    """A household in the registry, as the registration form stores it."""
+
+    class Meta:
+        model = Entity
+
+    id = factory.LazyFunction(uuid.uuid4)
+    list_name = HOUSEHOLDS
+    label = factory.LazyAttribute(lambda h: h.properties.get("head_name", ""))
+    properties = factory.LazyFunction(dict)
+
+
+class MemberFactory(Base):
+    """A person of a household (the head among them, as the form stores her)."""
+
+    class Meta:
+        model = Entity
+
+    id = factory.LazyFunction(uuid.uuid4)
+    list_name = MEMBERS
+    label = factory.LazyAttribute(lambda m: m.properties.get("full_name", ""))
+    properties = factory.LazyFunction(dict)

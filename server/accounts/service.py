@@ -162,9 +162,11 @@ def audit(
     target: Any = None,
     *,
     actor_name: str | None = None,
+    flush: bool = True,
     **details: Any,
 ) -> AuditEvent:
-    """Append one event to the audit log (flushed with the caller's transaction)."""
+    """Append one event to the audit log (flushed with the caller's transaction; at once,
+    unless `flush` is false and the caller flushes it with its own rows)."""
     from flask import has_request_context, request
 
     target_type, target_id = "", ""
@@ -181,7 +183,8 @@ def audit(
         remote_addr=(request.remote_addr or "") if has_request_context() else "",
     )
     session.add(event)
-    session.flush()
+    if flush:
+        session.flush()
     return event
 
 

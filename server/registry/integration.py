@@ -117,4 +117,8 @@ def init_app(app: Flask) -> None:
     settings = app.config["DIIWAAN"]
     on_processed(_record_changes)
     catalog.register_attachment_provider(provider)
-    linking.configure(link=settings.match_link_weight, review=settings.match_review_weight)
+    linking.configure(
+        link=settings.match_link_weight,
+        review=settings.match_review_weight,
+        max_candidates=settings.match_max_candidates,
+    )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from server.accounts.models import User
@@ -24,12 +24,19 @@ from server.registry.models import HOUSEHOLDS, Entity, MatchCandidate, MatchKey,
 
 log = logging.getLogger("diiwaan.registry")
 
-MAX_CANDIDATES = 200
+DEFAULT_MAX_CANDIDATES = 30
+MAX_CANDIDATES = DEFAULT_MAX_CANDIDATES
 _thresholds: dict[str, matching.Thresholds] = {}
+_models: dict[tuple[str, Any], matching.FellegiSunterModel] = {}  # see `model_for`
 
 
-def configure(link: float | None = None, review: float | None = None) -> None:
-    """Thresholds from configuration (log2 weights); the module's defaults otherwise."""
+def configure(
+    link: float | None = None, review: float | None = None, max_candidates: int | None = None
+) -> None:
+    """Thresholds (log2 weights) and the cap on candidates per record from configuration;
+    the module's defaults otherwise."""
+    global MAX_CANDIDATES
+    MAX_CANDIDATES = DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates
     _thresholds.clear()
     if link is not None or review is not None:
         default = matching.DEFAULT_THRESHOLDS
@@ -73,6 +80,16 @@ class EntityFields(Protocol):
     def properties(self) -> dict[str, Any]: ...
     @property
     def district_id(self) -> int | None: ...
+
+
+class CandidateFields(EntityFields, Protocol):
+    """What `candidates` returns of a record: a row of these columns (no ORM object: only
+    a few of the candidates are compared with their members, and none is changed)."""
+
+    @property
+    def list_name(self) -> str: ...
+    @property
+    def created_by_submission_id(self) -> Any: ...
 
 
 def person_record(entity: EntityFields) -> matching.PersonRecord:
@@ -122,7 +139,7 @@ def _record(session: Session, entity: Entity) -> Any:
     return person_record(entity)
 
 
-def _records(session: Session, entities: Sequence[Entity]) -> dict[Any, Any]:
+def _records(session: Session, entities: Sequence[CandidateFields]) -> dict[Any, Any]:
     """Records of many entities by id; the households' members come in one query (the
     same members as `service.members_of`), as plain rows: only four columns are read, and
     hundreds of ORM objects per new household would cost more than the query."""
@@ -160,9 +177,9 @@ def _worth_comparing(
     session: Session,
     model: matching.FellegiSunterModel,
     record: Any,
-    others: list[Entity],
+    others: list[CandidateFields],
     review: float,
-) -> list[Entity]:
+) -> list[CandidateFields]:
     """The candidates that can still reach `review`. Loading and comparing two households'
     members is most of the cost of a pair, so households are first compared without them:
     when even the best members level would leave a pair below review, it is new whatever
@@ -199,27 +216,47 @@ def index(session: Session, entity: Entity, record: Any | None = None) -> set[st
     return keys
 
 
-def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Entity]:
+def candidates(session: Session, entity: Entity, keys: set[str]) -> list[CandidateFields]:
+    """The `MAX_CANDIDATES` records sharing the most keys with this one, counted with
+    `matching.key_weight`, best first. In a large district a common name pair names
+    hundreds of households; a returning family shares more with its earlier record —
+    another name pair, the same name pairs within its village, a phone or an ID — and
+    ranks first, so only the few best are loaded and compared, whatever the size of the
+    registry."""
     if not keys:
         return []
-    # Most shared keys first: when a common name fills a block past the cap, the records
-    # agreeing on several keys (names, phone, ID) are the ones kept.
-    ids = (
-        select(MatchKey.entity_id)
-        .join(Entity, Entity.id == MatchKey.entity_id)
+    weights = {key: weight for key in keys if (weight := matching.key_weight(key)) != 1}
+    shared = func.sum(case(weights, value=MatchKey.key, else_=1)) if weights else func.count()
+    # Ranked from the key index alone, then merged and deleted records (which keep their
+    # keys) dropped: looking up every posting's record first was most of the query's time
+    # at a million households. Twice the cap leaves room for them.
+    ranked = (
+        select(MatchKey.entity_id, shared.label("shared"))
         .where(
             MatchKey.list_name == entity.list_name,
             MatchKey.key.in_(sorted(keys)),
             MatchKey.entity_id != entity.id,
-            Entity.merged_into_id.is_(None),
-            Entity.deleted.is_(False),
         )
         .group_by(MatchKey.entity_id)
-        .order_by(func.count().desc(), MatchKey.entity_id)
+        .order_by(shared.desc(), MatchKey.entity_id)
+        .limit(2 * MAX_CANDIDATES)
+        .subquery()
+    )
+    statement = (
+        select(
+            Entity.id,
+            Entity.list_name,
+            Entity.label,
+            Entity.properties,
+            Entity.district_id,
+            Entity.created_by_submission_id,
+        )
+        .join(ranked, Entity.id == ranked.c.entity_id)
+        .where(Entity.merged_into_id.is_(None), Entity.deleted.is_(False))
+        .order_by(ranked.c.shared.desc(), Entity.id)
         .limit(MAX_CANDIDATES)
     )
-    statement = select(Entity).where(Entity.id.in_(ids))
-    found = list(session.scalars(statement))
+    found: list[CandidateFields] = list(session.execute(statement))
     if entity.created_by_submission_id is not None and entity.list_name != HOUSEHOLDS:
         # Members registered together in one household are different people.
         found = [e for e in found if e.created_by_submission_id != entity.created_by_submission_id]
@@ -227,10 +264,22 @@ def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Entity]
 
 
 def model_for(session: Session, list_name: str) -> matching.FellegiSunterModel:
+    """The list's fitted model, or the default one. Built once per fit and kept (a model
+    is never changed in place; `relink` stores a new one with a new `fitted_at`), since
+    building it again for every new record cost as much as a query."""
     stored = session.get(MatchModel, list_name)
-    if stored is not None and stored.parameters:
-        return matching.FellegiSunterModel.from_dict(stored.parameters)
-    return matching.default_model(household=list_name == HOUSEHOLDS)
+    fitted = stored is not None and bool(stored.parameters)
+    version = (list_name, stored.fitted_at if stored is not None and fitted else None)
+    model = _models.get(version)
+    if model is None:
+        if len(_models) > 32:
+            _models.clear()
+        if stored is not None and fitted:
+            model = matching.FellegiSunterModel.from_dict(stored.parameters)
+        else:
+            model = matching.default_model(household=list_name == HOUSEHOLDS)
+        _models[version] = model
+    return model
 
 
 def index_and_match(session: Session, entity: Entity, actor: User | None) -> list[MatchCandidate]:
@@ -325,11 +374,12 @@ def relink(
         keys = {
             k.key for k in session.scalars(select(MatchKey).where(MatchKey.entity_id == entity.id))
         }
-        for other in candidates(session, entity, keys):
-            pair_key = tuple(sorted((entity.id, other.id), key=str))
-            if pair_key in seen or other.id not in by_id:
+        for candidate in candidates(session, entity, keys):
+            pair_key = tuple(sorted((entity.id, candidate.id), key=str))
+            if pair_key in seen or candidate.id not in by_id:
                 continue
             seen.add(pair_key)
+            other = by_id[candidate.id]
             older, newer = sorted((entity, other), key=lambda e: e.created_at)
             pairs.append((newer, older, _compare(records[newer.id], records[older.id])))
         if progress:
@@ -399,17 +449,26 @@ def reconcile_members(session: Session, household_merge: Any, actor: User | None
         return
     by_id = {str(p.id): p for p in people}
     limits = thresholds()
-    for pair in matching.align_members(
+    pairs = matching.align_members(
         [person_record(p) for p in moved],
         [person_record(p) for p in staying],
         minimum_weight=limits.review,
-    ):
+    )
+    if not pairs:
+        return
+    # One query for the pairs already recorded, one flush for the new ones (the merges
+    # point at them), one flush for all the merges: a few statements per household, not
+    # a few per member.
+    existing = {
+        (candidate.entity_id, candidate.candidate_id): candidate
+        for candidate in session.scalars(
+            select(MatchCandidate).where(MatchCandidate.entity_id.in_([p.id for p in moved]))
+        )
+    }
+    decided: list[tuple[Entity, Entity, MatchCandidate]] = []
+    for pair in pairs:
         newer, older = by_id[pair.a_id], by_id[pair.b_id]
-        candidate = session.scalar(
-            select(MatchCandidate).where(
-                MatchCandidate.entity_id == newer.id, MatchCandidate.candidate_id == older.id
-            )
-        ) or MatchCandidate(
+        candidate = existing.get((newer.id, older.id)) or MatchCandidate(
             entity_id=newer.id, candidate_id=older.id, list_name=newer.list_name, state="open"
         )
         candidate.weight = float(pair.score.weight)
@@ -418,7 +477,9 @@ def reconcile_members(session: Session, household_merge: Any, actor: User | None
         candidate.band = matching.classify(pair.score, limits)
         candidate.district_id = older.district_id
         session.add(candidate)
-        session.flush()
+        decided.append((newer, older, candidate))
+    session.flush()
+    for newer, older, candidate in decided:
         if candidate.band == "link" and candidate.state == "open":
             merge(
                 session,
@@ -429,3 +490,4 @@ def reconcile_members(session: Session, household_merge: Any, actor: User | None
                 automatic=True,
                 parent=household_merge,
             )
+    session.flush()

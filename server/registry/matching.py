@@ -48,6 +48,7 @@ __all__ = [
     "estimate_em",
     "estimate_u",
     "haversine_m",
+    "key_weight",
     "member_overlap",
     "name_similarity",
     "name_tokens",
@@ -508,7 +509,12 @@ def _household_position(household: HouseholdRecord) -> tuple[float, float] | Non
 
 
 def _person_keys(
-    person: PersonRecord, district: str | None, country_code: str, *, family_pair: bool
+    person: PersonRecord,
+    district: str | None,
+    country_code: str,
+    *,
+    family_pair: bool,
+    village: str | None = None,
 ) -> set[str]:
     keys: set[str] = set()
     national_id = normalise_national_id(person.national_id)
@@ -537,6 +543,12 @@ def _person_keys(
             if tokens[i] in COMMON_NAMES and tokens[j] in COMMON_NAMES:
                 key += f"|i:{tokens[left_out][0]}"
             keys.add(key)
+    place = _place(village) if village else ""
+    if place:
+        # The name keys again within the village: they bring no candidate the name keys
+        # do not, but a candidate sharing them shares one key more, and so ranks above
+        # the namesakes of other villages when the candidates must be capped.
+        keys |= {f"{key}|v:{place}" for key in keys if key.startswith(f"{where}|n:")}
     if year is not None:
         keys.add(f"{where}|yob:{year}|n1:{initials}")
         if len(codes) > 1:
@@ -578,14 +590,25 @@ def blocking_keys(
       first two names;
     - 'n:<given>+<father>|yob:<year>' — the same person registered in another district;
     - 'dob:<YYYY-MM-DD>|n1:<initial>' — a full date of birth with the initial of the given
-      name, and again with the father's (or surname's): any district, any misspelling.
+      name, and again with the father's (or surname's): any district, any misspelling;
+    - '<name key>|v:<village>' — each 'd:…|n:…' key again with the folded village. A
+      subset of its name key's block, so it adds no candidate; it ranks the namesakes of
+      the same village first (see `key_weight` and `server.registry.linking`).
 
     A household is filed under its head's keys, its own phone and ID, and its members'
     phones and IDs (so a household whose head changed still meets itself)."""
     if isinstance(record, PersonRecord):
-        return _person_keys(record, record.district, country_code, family_pair=False)
+        return _person_keys(
+            record, record.district, country_code, family_pair=False, village=record.village
+        )
     district = record.district or record.head.district
-    keys = _person_keys(record.head, district, country_code, family_pair=True)
+    keys = _person_keys(
+        record.head,
+        district,
+        country_code,
+        family_pair=True,
+        village=record.village or record.head.village,
+    )
     identifiers = [PersonRecord(id=record.id, phone=record.phone, national_id=record.national_id)]
     identifiers += [
         PersonRecord(id=member.id, phone=member.phone, national_id=member.national_id)
@@ -594,6 +617,20 @@ def blocking_keys(
     for person in identifiers:
         keys |= _person_keys(person, district, country_code, family_pair=False)
     return keys
+
+
+IDENTIFIER_KEY_WEIGHT = 5
+
+
+def key_weight(key: str) -> int:
+    """How much sharing `key` counts when candidates are ranked (by the sum over the keys
+    shared). A national ID or phone counts 5, any other key 1. A head of household shares
+    at most six name keys with a namesake of her village (three name pairs, each again
+    with the village), so a returning family whose names were misspelt but which kept its
+    phone (5) and one name pair (2 within the village) still ranks above any namesake
+    (6); and strangers who share only a phone — an agent's, a village leader's — rank
+    below the namesakes of the same village, though above those of other villages (3)."""
+    return IDENTIFIER_KEY_WEIGHT if key.startswith(("nid:", "ph:")) else 1
 
 
 # ---------------------------------------------------------------- the model

@@ -148,7 +148,8 @@ class MatchKey(Base):
     """Blocking keys: candidates for a new record are the entities sharing any key."""
 
     __tablename__ = "registry_match_key"
-    __table_args__ = (Index("ix_registry_match_key_lookup", "list_name", "key"),)
+    # entity_id in the lookup index: candidates are ranked from the index alone.
+    __table_args__ = (Index("ix_registry_match_key_lookup", "list_name", "key", "entity_id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     list_name: Mapped[str] = mapped_column(String(64))

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import event, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from forms.definition import FormDefinition
@@ -68,7 +68,13 @@ def _record_change(session: Session, entity: Entity, operation: str) -> Registry
     return change
 
 
-def _release_feed_flag(session: Session) -> None:
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _release_feed_flag(session: Session, *_args: Any) -> None:
+    """The advisory lock ends with the transaction, and with a rolled-back savepoint that
+    took it (the worker processes a batch of submissions in one transaction, each in a
+    savepoint): forget it then, so the next registry write takes it again. Taking it
+    while still held is harmless (advisory locks stack)."""
     session.info.pop("feed_locked", None)
 
 
@@ -802,7 +808,9 @@ def merge(
     parent: Merge | None = None,
 ) -> Merge:
     """Fold `merged` into `survivor`: both rows stay, the merged one redirects; a merged
-    household's members move to the survivor (and move back on unmerge)."""
+    household's members move to the survivor (and move back on unmerge). The rows are
+    flushed before returning, except for a member merge made under a household's
+    (`parent`): `linking.reconcile_members` flushes all of those at once."""
     if actor is not None:
         require(actor, "registry.decide")
         _require_entity_access(actor, survivor)
@@ -836,16 +844,18 @@ def merge(
         candidate.state = "merged"
         candidate.decided_by_id = actor.id if actor else None
         candidate.decided_at = utcnow()
-    session.flush()
     audit(
         session,
         actor,
         "registry.merge",
         merged,
+        flush=False,
         survivor=str(survivor.id),
         automatic=automatic,
         members_moved=len(moved),
     )
+    if parent is None:
+        session.flush()
     if moved:
         from server.registry import linking
 

@@ -345,6 +345,28 @@ def test_household_keys_include_the_heads_and_members_identifiers() -> None:
     assert all(len(key) <= 200 for key in keys)
 
 
+def test_name_keys_are_filed_again_within_the_village_and_bring_no_candidate_of_their_own() -> None:
+    def household(name: str, village: str | None) -> HouseholdRecord:
+        return HouseholdRecord("1", _person("h", name), village=village, district="Hodan")
+
+    keys = blocking_keys(household("Maxamed Cali Xasan", "Ceelasha Biyaha"))
+    name_keys = {key for key in keys if key.startswith("d:Hodan|n:") and "|v:" not in key}
+    village_keys = {key for key in keys if "|v:" in key}
+    assert len(name_keys) == 3
+    # Each is a name key narrowed to the village: its block lies inside the name key's.
+    assert {key.split("|v:")[0] for key in village_keys} == name_keys
+    # The village is folded, so both registers of its name meet.
+    assert village_keys <= blocking_keys(household("Mohamed Ali Hassan", "Elasha Biyaha"))
+    assert not village_keys & blocking_keys(household("Mohamed Ali Hassan", "Lafoole"))
+    assert not any("|v:" in key for key in blocking_keys(household("Mohamed Ali Hassan", None)))
+
+
+def test_an_identifier_counts_more_than_a_name_key_when_candidates_are_ranked() -> None:
+    assert matching.key_weight("ph:615551234") == matching.key_weight("nid:SO1234567") == 5
+    assert matching.key_weight("d:Hodan|n:AL+MHMT") == 1
+    assert matching.key_weight("d:Hodan|n:AL+MHMT|v:elasha biyaha") == 1
+
+
 # ---------------------------------------------------------------- households
 
 

@@ -1,0 +1,182 @@
+"""Specification of `server.registry.linking` against the database: candidates ranked by
+the keys they share, the cap on how many are compared, and matching through them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from server.db import utcnow
+from server.registry import linking, matching
+from server.registry.models import HOUSEHOLDS, Entity, MatchModel
+from tests import factories
+from tests.factories import DistrictFactory, HouseholdFactory, MemberFactory
+
+CAP = 5
+NAMESAKES = CAP + 3
+# Ties in the ranking are broken by id; the household to be found gets the largest, so
+# that only what it shares can bring it within the cap.
+LAST_ID = uuid.UUID("ffffffff-ffff-4fff-bfff-ffffffffffff")
+
+
+@pytest.fixture(autouse=True)
+def small_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(linking, "MAX_CANDIDATES", CAP)
+
+
+@pytest.fixture
+def district(session: Session) -> Any:
+    return DistrictFactory(code="afgooye", name="Afgooye")
+
+
+def household(
+    district: Any,
+    head_name: str,
+    village: str,
+    *,
+    phone: str | None = None,
+    members: tuple[tuple[str, str, str], ...] = (),
+    id: uuid.UUID | None = None,
+    index: bool = True,
+) -> Entity:
+    """A registered household (the head among its members, as the form stores her), filed
+    under its blocking keys unless `index` is false."""
+    properties = {"head_name": head_name, "village": village}
+    if phone:
+        properties["phone"] = phone
+    entity = HouseholdFactory(properties=properties, district_id=district.id, id=id or uuid.uuid4())
+    for full_name, sex, date_of_birth in ((head_name, "female", "1985"), *members):
+        MemberFactory(
+            properties={"full_name": full_name, "sex": sex, "date_of_birth": date_of_birth},
+            district_id=district.id,
+            household_id=entity.id,
+        )
+    if index:
+        assert factories.current_session is not None
+        linking.index(factories.current_session, entity)
+    return entity
+
+
+def candidates_of(session: Session, entity: Entity) -> list[uuid.UUID]:
+    keys = linking.index(session, entity)
+    session.flush()
+    return [candidate.id for candidate in linking.candidates(session, entity, keys)]
+
+
+def test_namesakes_of_the_same_village_rank_before_those_of_other_villages(session, district):
+    for _ in range(NAMESAKES):
+        household(district, "Maxamed Cali Xasan", "Buulo Mareer")
+    same_village = household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha", id=LAST_ID)
+    new = household(district, "Mohamed Ali Hassan", "Elasha Biyaha", index=False)
+
+    found = candidates_of(session, new)
+
+    assert len(found) == CAP
+    assert same_village.id in found
+
+
+def test_a_shared_phone_outranks_more_namesakes_than_the_cap(session, district):
+    # The returning family's head was written with two names only: it shares one name
+    # pair with the new registration, against three for each namesake of the village.
+    for number in range(NAMESAKES):
+        household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha", phone=f"06170000{number:02d}")
+    returning = household(
+        district, "Maxamed Cali", "Ceelasha Biyaha", phone="0615551234", id=LAST_ID
+    )
+    new = household(
+        district, "Mohamed Ali Hassan", "Elasha Biyaha", phone="+252615551234", index=False
+    )
+
+    found = candidates_of(session, new)
+
+    assert len(found) == CAP
+    assert returning.id in found
+
+
+def test_a_phone_shared_by_strangers_ranks_below_a_namesake_of_the_village(session, district):
+    # An agent's phone, written on many registrations.
+    for number in range(NAMESAKES):
+        household(district, f"Cumar Nuur Shire {number}", "Buulo Mareer", phone="0615551234")
+    namesake = household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha", id=LAST_ID)
+    new = household(
+        district, "Mohamed Ali Hassan", "Elasha Biyaha", phone="0615551234", index=False
+    )
+
+    found = candidates_of(session, new)
+
+    assert len(found) == CAP
+    assert namesake.id in found
+
+
+def test_a_household_with_more_namesakes_than_the_cap_still_links_to_its_earlier_record(
+    session, district
+):
+    family = (("Faadumo Cumar Xuseen", "female", "1987"), ("Caasha Maxamed", "female", "2012"))
+    for number in range(NAMESAKES):
+        household(
+            district,
+            "Maxamed Cali Xasan",
+            "Ceelasha Biyaha",
+            phone=f"06170000{number:02d}",
+            members=((f"Xaliimo Yuusuf {number}", "female", "1990"),),
+        )
+    earlier = household(
+        district,
+        "Maxamed Cali",
+        "Ceelasha Biyaha",
+        phone="0615551234",
+        members=family,
+        id=LAST_ID,
+    )
+    session.flush()
+    new = household(
+        district,
+        "Mohamed Ali Hassan",
+        "Elasha Biyaha",
+        phone="+252615551234",
+        members=(("Fadumo Omar Hussein", "female", "1987"), ("Aisha Mohamed", "female", "2012")),
+        index=False,
+    )
+
+    pairs = linking.index_and_match(session, new, actor=None)
+
+    assert [pair.candidate_id for pair in pairs if pair.band == "link"] == [earlier.id]
+    assert new.merged_into_id == earlier.id
+
+
+def test_the_cap_on_candidates_comes_from_the_settings(make_app):
+    make_app(match_max_candidates=7)
+    assert linking.MAX_CANDIDATES == 7
+
+
+def test_the_model_is_the_latest_fit_of_the_list(session):
+    assert linking.model_for(session, HOUSEHOLDS) == matching.default_model(household=True)
+    fitted = matching.default_model(household=True)
+    fitted.prior = 0.2
+    stored = MatchModel(list_name=HOUSEHOLDS, parameters=fitted.to_dict(), fitted_at=utcnow())
+    session.add(stored)
+    session.flush()
+    assert linking.model_for(session, HOUSEHOLDS).prior == pytest.approx(0.2)
+    # A refit (as `relink` stores it) is used from the next record on.
+    fitted.prior = 0.3
+    stored.parameters = fitted.to_dict()
+    stored.fitted_at = utcnow()
+    session.flush()
+    assert linking.model_for(session, HOUSEHOLDS).prior == pytest.approx(0.3)
+
+
+def test_merged_and_deleted_households_are_no_candidates_and_take_no_place(session, district):
+    survivor = household(district, "Cumar Nuur Shire", "Buulo Mareer")
+    for number in range(CAP):
+        folded = household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha")
+        if number == 0:
+            folded.deleted = True
+        else:
+            folded.merged_into_id = survivor.id
+    namesake = household(district, "Maxamed Cali Xasan", "Buulo Mareer", id=LAST_ID)
+    new = household(district, "Mohamed Ali Hassan", "Elasha Biyaha", index=False)
+
+    assert candidates_of(session, new) == [namesake.id]
