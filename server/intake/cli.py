@@ -33,8 +33,15 @@ def worker_context() -> processing.WorkerContext:
 @click.option(
     "--poll", default=2.0, show_default=True, help="Seconds between looks at an empty queue."
 )
+@click.option(
+    "--batch",
+    default=processing.BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="Submissions per transaction (1: one commit each).",
+)
 @with_appcontext
-def worker_command(drain: bool, poll: float) -> None:
+def worker_command(drain: bool, poll: float, batch: int) -> None:
     """Process received submissions (decrypt, parse, hand to the registry)."""
     context = worker_context()
     stopping = {"flag": False}
@@ -55,15 +62,24 @@ def worker_command(drain: bool, poll: float) -> None:
                 or 0
             )
         with click.progressbar(length=waiting, label="processing submissions") as bar:
+            shown = {"done": 0}
+
+            def _progress(done: int) -> None:
+                bar.update(done - shown["done"])
+                shown["done"] = done
+
             done = processing.run(
                 context,
                 drain=True,
-                progress=lambda _n: bar.update(1),
+                batch=batch,
+                progress=_progress,
                 should_stop=lambda: stopping["flag"],
             )
     else:
         click.echo(f"worker {context.worker_id} started")
-        done = processing.run(context, poll_seconds=poll, should_stop=lambda: stopping["flag"])
+        done = processing.run(
+            context, poll_seconds=poll, batch=batch, should_stop=lambda: stopping["flag"]
+        )
     click.echo(f"processed {done} submission(s)")
 
 

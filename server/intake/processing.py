@@ -46,6 +46,9 @@ _VERSION_COLUMNS = (
 
 MAX_ATTEMPTS = 5
 LEASE_SECONDS = 120
+# Submissions per transaction (`diiwaan worker --batch`): one commit, one WAL flush and
+# one lease statement for the lot. The lease must outlast a batch's work.
+BATCH_SIZE = 20
 
 
 class PermanentFailure(Exception):
@@ -98,9 +101,20 @@ def backoff(attempts: int) -> dt.timedelta:
 def claim(session: Session, worker_id: str, lease_seconds: int) -> uuid.UUID | None:
     """Lease the next ready submission (SKIP LOCKED on PostgreSQL: many workers never
     take the same row; SQLite serialises writers, which is the single-worker mode)."""
+    leased = claim_batch(session, worker_id, lease_seconds, 1)
+    return leased[0] if leased else None
+
+
+def claim_batch(
+    session: Session, worker_id: str, lease_seconds: int, limit: int
+) -> list[uuid.UUID]:
+    """Lease up to `limit` ready submissions in one statement each way. Only first
+    attempts are leased together: a submission being retried is leased alone, so one
+    that kills its worker (out of memory, a crash in a library) uses up only its own
+    attempts, never those of the submissions that shared its batch."""
     now = utcnow()
     while True:
-        candidate = session.execute(
+        candidates = session.execute(
             select(Submission.id, Submission.attempts)
             .where(
                 or_(
@@ -109,29 +123,37 @@ def claim(session: Session, worker_id: str, lease_seconds: int) -> uuid.UUID | N
                 )
             )
             .order_by(Submission.next_attempt_at, Submission.received_at)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
-        ).first()
-        if candidate is None:
-            return None
-        if candidate.attempts < MAX_ATTEMPTS:
+        ).all()
+        if not candidates:
+            return []
+        exhausted = [c.id for c in candidates if c.attempts >= MAX_ATTEMPTS]
+        if not exhausted:
             break
         # Failures that raise are counted by _record_failure; a submission whose every
         # attempt ended with the worker gone (killed, out of memory) would otherwise be
         # retried forever, taking a worker down each time.
-        session.execute(
-            update(Submission)
-            .where(Submission.id == candidate.id)
-            .values(
-                processing_state="failed",
-                lease_until=None,
-                last_error=f"gave up after {candidate.attempts} attempts: the worker "
-                "stopped (killed or crashed) while processing it",
+        for submission_id, attempts in candidates:
+            if attempts < MAX_ATTEMPTS:
+                continue
+            session.execute(
+                update(Submission)
+                .where(Submission.id == submission_id)
+                .values(
+                    processing_state="failed",
+                    lease_until=None,
+                    last_error=f"gave up after {attempts} attempts: the worker "
+                    "stopped (killed or crashed) while processing it",
+                )
             )
-        )
+    if candidates[0].attempts > 0:
+        leased = [candidates[0].id]
+    else:
+        leased = [c.id for c in candidates if c.attempts == 0]
     session.execute(
         update(Submission)
-        .where(Submission.id == candidate.id)
+        .where(Submission.id.in_(leased))
         .values(
             processing_state="processing",
             lease_until=now + dt.timedelta(seconds=lease_seconds),
@@ -139,7 +161,7 @@ def claim(session: Session, worker_id: str, lease_seconds: int) -> uuid.UUID | N
             attempts=Submission.attempts + 1,
         )
     )
-    return candidate.id
+    return leased
 
 
 def _district_from_answers(
@@ -262,16 +284,26 @@ def _record_failure(
     context: WorkerContext, submission_id: uuid.UUID, reason: str, permanent: bool
 ) -> None:
     with context.database.job_session() as session:
-        submission = session.get(Submission, submission_id)
-        if submission is None or submission.leased_by != context.worker_id:
-            return
-        submission.last_error = reason[:4000]
-        submission.lease_until = None
-        if permanent or submission.attempts >= MAX_ATTEMPTS:
-            submission.processing_state = "failed"
-        else:
-            submission.processing_state = "queued"
-            submission.next_attempt_at = utcnow() + backoff(submission.attempts)
+        _mark_failed(session, context, submission_id, reason, permanent)
+
+
+def _mark_failed(
+    session: Session,
+    context: WorkerContext,
+    submission_id: uuid.UUID,
+    reason: str,
+    permanent: bool,
+) -> None:
+    submission = session.get(Submission, submission_id)
+    if submission is None or submission.leased_by != context.worker_id:
+        return
+    submission.last_error = reason[:4000]
+    submission.lease_until = None
+    if permanent or submission.attempts >= MAX_ATTEMPTS:
+        submission.processing_state = "failed"
+    else:
+        submission.processing_state = "queued"
+        submission.next_attempt_at = utcnow() + backoff(submission.attempts)
 
 
 def work_once(context: WorkerContext) -> bool:
@@ -310,14 +342,57 @@ def _work(
     return True, next_id
 
 
-def _give_back(context: WorkerContext, submission_id: uuid.UUID) -> None:
-    """Return a submission leased ahead but not started (the worker is stopping) to the
-    queue as it was, so it does not wait for its lease to expire."""
+def _work_batch(
+    context: WorkerContext, claimed: list[uuid.UUID], *, batch: int
+) -> tuple[int, list[uuid.UUID]]:
+    """Process the leased `claimed` (or lease up to `batch` first) in one transaction,
+    each submission in a savepoint, and lease the next batch in that same transaction:
+    one commit — one WAL flush — for the lot instead of one each. A submission that
+    fails rolls back to its savepoint and is recorded as failed in the batch's
+    transaction; the others keep their results. A worker killed mid-batch commits none
+    of it, and every submission of the batch is retried, alone (see `claim_batch`).
+    If the transaction itself fails (the connection drops, the commit fails), each
+    submission is processed again on its own. Returns (items handled, next leased)."""
+    leased = claimed
+    if not leased:
+        with context.database.job_session() as session:
+            leased = claim_batch(session, context.worker_id, context.lease_seconds, batch)
+        if not leased:
+            return 0, []
+    if len(leased) == 1:  # a retry, or the queue's last item: the next call leases a batch
+        return int(_work(context, leased[0], claim_next=False)[0]), []
+    try:
+        with context.database.job_session() as session:
+            for submission_id in leased:
+                try:
+                    with session.begin_nested():
+                        process_one(session, context, submission_id)
+                except PermanentFailure as error:
+                    log.warning("submission %s failed: %s", submission_id, error)
+                    _mark_failed(session, context, submission_id, str(error), permanent=True)
+                except Exception as error:  # retried with backoff
+                    log.exception("submission %s failed, will retry", submission_id)
+                    reason = f"{type(error).__name__}: {error}"
+                    _mark_failed(session, context, submission_id, reason, permanent=False)
+            next_leased = claim_batch(session, context.worker_id, context.lease_seconds, batch)
+    except Exception:
+        log.exception("a batch of %d submissions failed as a whole; one at a time", len(leased))
+        for submission_id in leased:
+            _work(context, submission_id, claim_next=False)
+        return len(leased), []
+    return len(leased), next_leased
+
+
+def _give_back(context: WorkerContext, submission_ids: list[uuid.UUID]) -> None:
+    """Return submissions leased ahead but not started (the worker is stopping) to the
+    queue as they were, so they do not wait for their lease to expire."""
+    if not submission_ids:
+        return
     with context.database.job_session() as session:
         session.execute(
             update(Submission)
             .where(
-                Submission.id == submission_id,
+                Submission.id.in_(submission_ids),
                 Submission.processing_state == "processing",
                 Submission.leased_by == context.worker_id,
             )
@@ -335,17 +410,19 @@ def run(
     *,
     drain: bool = False,
     poll_seconds: float = 2.0,
+    batch: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Process submissions; with `drain`, stop when the queue is empty."""
+    """Process submissions, up to `batch` per transaction; with `drain`, stop when the
+    queue is empty."""
     done = 0
-    claimed: uuid.UUID | None = None
+    claimed: list[uuid.UUID] = []
     try:
         while not should_stop():
-            worked, claimed = _work(context, claimed, claim_next=True)
+            worked, claimed = _work_batch(context, claimed, batch=max(1, batch))
             if worked:
-                done += 1
+                done += worked
                 if progress:
                     progress(done)
                 continue
@@ -353,8 +430,7 @@ def run(
                 break
             time.sleep(poll_seconds)
     finally:
-        if claimed is not None:
-            _give_back(context, claimed)
+        _give_back(context, claimed)
     return done
 
 

@@ -4,7 +4,7 @@ transaction, like any registry write — then touches a file saying it got that 
 sleeps CRASH_HOOK_SLEEP seconds, so the test can SIGKILL it mid-item.
 
 Run as `python tests/server/intake/crash_worker.py` with the DIIWAAN_* environment of the
-site and CRASH_STARTED_DIR, CRASH_HOOK_SLEEP.
+site and CRASH_STARTED_DIR, CRASH_HOOK_SLEEP and CRASH_BATCH (submissions per transaction).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main() -> None:
 
     app = create_app()
     with app.app_context():
-        done = processing.run(worker_context(), drain=True)
+        batch = int(os.environ.get("CRASH_BATCH", processing.BATCH_SIZE))
+        done = processing.run(worker_context(), drain=True, batch=batch)
     print(f"processed {done}", flush=True)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, selectinload
 
 from server.db import as_utc, utcnow
+from server.intake import processing
 from server.intake.models import Submission
 from tests.server.intake.live import ROOT, LiveSite, gunicorn, live_database
 from tests.support.submissions import encrypted_household
@@ -49,7 +50,9 @@ def started_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start_worker(site: LiveSite, started_dir: Path, *, pause: float) -> subprocess.Popen[str]:
+def start_worker(
+    site: LiveSite, started_dir: Path, *, pause: float, batch: int = processing.BATCH_SIZE
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(WORKER_SCRIPT)],
         cwd=ROOT,
@@ -57,6 +60,7 @@ def start_worker(site: LiveSite, started_dir: Path, *, pause: float) -> subproce
             **site.environment,
             "CRASH_STARTED_DIR": str(started_dir),
             "CRASH_HOOK_SLEEP": str(pause),
+            "CRASH_BATCH": str(batch),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -126,43 +130,97 @@ def wait_for_leases_to_expire(site: LiveSite, instance_ids: list[str]) -> None:
         time.sleep(max(0.0, (max(leases) - utcnow()).total_seconds()) + 0.2)
 
 
-def test_worker_killed_mid_item_leaves_it_to_be_retried_once(site, started_dir):
+@pytest.mark.parametrize("batch", [1, processing.BATCH_SIZE], ids=["one-by-one", "batch"])
+def test_worker_killed_mid_item_leaves_it_to_be_retried_once(site, started_dir, batch):
     instance_ids = post_submissions(site, 3)
 
-    doomed = start_worker(site, started_dir, pause=60)
+    doomed = start_worker(site, started_dir, pause=60, batch=batch)
     wait_for_start(doomed, started_dir, seen=0)
     kill(doomed)
 
     (started,) = list(started_dir.iterdir())
     rows = submissions(site, instance_ids)
-    in_flight = next(row for row in rows.values() if row.processing_state == "processing")
-    assert started.name.endswith(in_flight.instance_id.replace(":", "_"))
+    in_flight = next(
+        row for row in rows.values() if started.name.endswith(row.instance_id.replace(":", "_"))
+    )
+    assert (in_flight.processing_state, in_flight.attempts, in_flight.data) == (
+        "processing",
+        1,
+        None,
+    )
     assert in_flight.leased_by and in_flight.lease_until is not None
-    assert (in_flight.attempts, in_flight.data) == (1, None)
     assert all(a.plain_sha256 is None for a in in_flight.attachments)
     # The marker was written in the killed transaction, so it is not there.
     assert markers(site, instance_ids) == Counter()
     others = [row for row in rows.values() if row is not in_flight]
-    assert [(row.processing_state, row.attempts) for row in others] == [("queued", 0)] * 2
+    if batch == 1:
+        assert [(row.processing_state, row.attempts) for row in others] == [("queued", 0)] * 2
+    else:  # leased with it in one transaction, and none of the batch done
+        assert [(row.processing_state, row.attempts, row.data) for row in others] == [
+            ("processing", 1, None)
+        ] * 2
 
     wait_for_leases_to_expire(site, instance_ids)
     assert "processed 3" in drain(site, started_dir)
 
     rows = submissions(site, instance_ids)
     assert {row.processing_state for row in rows.values()} == {"processed"}
-    assert rows[in_flight.instance_id].attempts == 2
+    # Each leased once by the killed worker, once by the one that finished it.
+    expected = {i: 1 for i in instance_ids} if batch == 1 else {}
+    expected.update({i: 2 for i in instance_ids if batch != 1 or i == in_flight.instance_id})
+    assert {i: row.attempts for i, row in rows.items()} == expected
     assert all(row.data and row.data["hh_size"] == 3 for row in rows.values())
     assert all(row.attachments[0].plain_sha256 for row in rows.values())
     assert markers(site, instance_ids) == Counter(instance_ids)
 
 
-def test_workers_killed_at_random_moments_process_everything_exactly_once(site, started_dir):
+def test_a_submission_that_keeps_killing_its_worker_fails_alone(site, started_dir):
+    """A batch's retries are leased one at a time, so a submission that kills every worker
+    that takes it uses up its own attempts, not those of its batch's other submissions."""
+    instance_ids = post_submissions(site, 3)
+    worker = start_worker(site, started_dir, pause=60)  # leases all three, dies in the first
+    wait_for_start(worker, started_dir, seen=0)
+    kill(worker)
+    (first,) = list(started_dir.iterdir())
+    poison = next(i for i in instance_ids if first.name.endswith(i.replace(":", "_")))
+    assert {row.attempts for row in submissions(site, instance_ids).values()} == {1}
+    # As if it had killed three more workers since (each retry leased alone, as the last
+    # one is below):
+    with site.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE submission SET attempts = :n WHERE instance_id = :i"),
+            {"n": processing.MAX_ATTEMPTS - 1, "i": poison},
+        )
+    wait_for_leases_to_expire(site, instance_ids)
+    worker = start_worker(site, started_dir, pause=60)
+    wait_for_start(worker, started_dir, seen=1)
+    kill(worker)
+    rows = submissions(site, instance_ids)
+    # (The other two still show the first worker's expired lease.)
+    assert {i: r.attempts for i, r in rows.items()} == {
+        i: processing.MAX_ATTEMPTS if i == poison else 1 for i in instance_ids
+    }, "the retry of the poison submission was leased alone"
+
+    wait_for_leases_to_expire(site, instance_ids)
+    assert "processed 2" in drain(site, started_dir)
+    rows = submissions(site, instance_ids)
+    assert rows[poison].processing_state == "failed"
+    assert "gave up after 5 attempts" in (rows[poison].last_error or "")
+    assert {i: r.processing_state for i, r in rows.items() if i != poison} == {
+        i: "processed" for i in instance_ids if i != poison
+    }
+
+
+@pytest.mark.parametrize("batch", [1, 3], ids=["one-by-one", "batches-of-3"])
+def test_workers_killed_at_random_moments_process_everything_exactly_once(site, started_dir, batch):
     instance_ids = post_submissions(site, 8)
-    chance = random.Random(20261126)
+    chance = random.Random(20261126 + batch)
 
     for _round in range(3):
+        # What the killed worker leased waits for its lease to run out (a batch: all of it).
+        wait_for_leases_to_expire(site, instance_ids)
         seen = len(list(started_dir.iterdir()))
-        worker = start_worker(site, started_dir, pause=0.05)
+        worker = start_worker(site, started_dir, pause=0.05, batch=batch)
         wait_for_start(worker, started_dir, seen=seen)
         # Anywhere: in the hook, committing, claiming the next item, between the two.
         time.sleep(chance.uniform(0, 0.25))

@@ -231,6 +231,37 @@ def test_transient_error_is_retried_with_backoff_and_applies_once(
     assert calls == [instance_id, instance_id]
 
 
+def test_in_a_batch_a_failing_submission_rolls_back_alone(
+    household, device, session, worker, temporary_hook
+):
+    """The worker processes a batch in one transaction, each submission in a savepoint:
+    one that fails (here transiently, and one permanently) leaves no write behind and
+    is recorded as failed; the others of the batch are processed and keep theirs."""
+    first, flaky, last = (
+        post_plain(device, head_first_name=name) for name in ("Abdi", "Cumar", "Xasan")
+    )
+    bad = post_encrypted(device, household.key.public_key, tamper=flip_first_byte)
+
+    def registry(hook_session, submission, parsed, definition):
+        submission.review_state = "has_issues"  # must not survive the failure
+        if submission.instance_id == flaky:
+            raise RuntimeError("registry briefly unavailable")
+
+    temporary_hook(registry)
+    assert worker() == 4
+    rows = {i: only_submission(session, i) for i in (first, flaky, last, bad.instance_id)}
+    assert {i: (r.processing_state, r.attempts) for i, r in rows.items()} == {
+        first: ("processed", 1),
+        flaky: ("queued", 1),
+        last: ("processed", 1),
+        bad.instance_id: ("failed", 1),
+    }
+    assert rows[first].review_state == rows[last].review_state == "has_issues"
+    assert (rows[flaky].review_state, rows[flaky].data) == ("received", None)
+    assert rows[flaky].last_error == "RuntimeError: registry briefly unavailable"
+    assert "signature" in (rows[bad.instance_id].last_error or "").lower()
+
+
 def test_backoff_doubles_and_gives_up_after_the_last_attempt(
     household, device, session, worker, temporary_hook
 ):
