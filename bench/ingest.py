@@ -3,6 +3,7 @@ then decrypted, parsed and handed to the registry by `diiwaan worker --drain`.
 
     .venv/bin/python bench/ingest.py [--submissions 5000] [--servers gthread:2x8 sync:4]
                                      [--clients 4] [--client-threads 4] [--photo-kb 8]
+                                     [--drain-workers 1 2] [--worker-batch 20]
 
 What it does, all on 127.0.0.1 and bounded (it stops by itself):
 1. drops and creates the PostgreSQL database `bench_ingest` (next to --database-url's
@@ -481,14 +482,14 @@ class DrainResult:
         return self.processed / self.steady_seconds if self.steady_seconds else 0.0
 
 
-def drain(environment: dict[str, str], workers: int, database_url: str) -> DrainResult:
+def drain(environment: dict[str, str], workers: int, database_url: str, batch: int) -> DrainResult:
     engine = create_engine(database_url)
     with engine.connect() as connection:
         since = connection.execute(text("SELECT now()")).scalar()
     started = time.monotonic()
     processes = [
         subprocess.Popen(
-            [str(BIN / "diiwaan"), "worker", "--drain"],
+            [str(BIN / "diiwaan"), "worker", "--drain", "--batch", str(batch)],
             cwd=ROOT,
             env=environment,
             stdout=subprocess.PIPE,
@@ -565,6 +566,12 @@ def main() -> None:
         help="worker processes for the drain after each round (cycled; 0: no drain)",
     )
     parser.add_argument(
+        "--worker-batch",
+        type=int,
+        default=20,
+        help="submissions per worker transaction (diiwaan worker --batch)",
+    )
+    parser.add_argument(
         "--keep-data", action="store_true", help="keep the blob directory afterwards"
     )
     args = parser.parse_args()
@@ -620,10 +627,11 @@ def main() -> None:
         workers = args.drain_workers[number % len(args.drain_workers)]
         if workers == 0:
             continue
-        drained = drain(environment, workers, database_url)
+        drained = drain(environment, workers, database_url, args.worker_batch)
         drains.append(drained)
         print(
-            f"  {workers} worker(s): processed {drained.processed} ({drained.failed} failed)"
+            f"  {workers} worker(s), --batch {args.worker_batch}: processed"
+            f" {drained.processed} ({drained.failed} failed)"
             f" at {drained.per_second:.0f}/s ({drained.per_second / workers:.0f}/s per"
             f" worker); wall {drained.wall_seconds:.1f} s including start-up"
         )

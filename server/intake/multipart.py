@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import parse_options_header as parse_header_options
 from werkzeug.http import parse_options_header
 
 from forms.instance import MAX_XML_BYTES
@@ -107,15 +108,22 @@ class _Reader:
     def headers_finished(self) -> None:
         part = self.part
         assert part is not None
-        # Werkzeug's header parser, not python-multipart's: that one turns a file name
-        # "C:\\dir\\evil.dll" into "evil.dll", and such a name must be refused, not renamed.
-        disposition = _text(part.headers.get(b"content-disposition", b""), "Content-Disposition")
-        _kind, options = parse_options_header(disposition)
-        part.field_name = options.get("name", "")
-        part.filename = options.get("filename")
+        raw = part.headers.get(b"content-disposition", b"")
+        if b"\\" in raw or b"*=" in raw:
+            # Werkzeug's parser for the unusual: python-multipart's turns a file name
+            # "C:\\dir\\evil.dll" into "evil.dll" (a name to refuse, not to rename),
+            # and reads no RFC 2231 filename*=. It is 4x slower, so only then.
+            _kind, text_options = parse_options_header(_text(raw, "Content-Disposition"))
+            part.field_name = text_options.get("name", "")
+            part.filename = text_options.get("filename")
+        else:
+            _kind_bytes, options = parse_header_options(raw)
+            part.field_name = _text(options.get(b"name", b""), "a part's name")
+            if b"filename" in options:
+                part.filename = _text(options[b"filename"], "an attachment's file name")
         if b"content-type" in part.headers:
-            mimetype, _ = parse_options_header(_text(part.headers[b"content-type"], "Content-Type"))
-            part.content_type = mimetype.lower() or None
+            mimetype = part.headers[b"content-type"].split(b";", 1)[0].strip()
+            part.content_type = _text(mimetype, "Content-Type").lower() or None
         if part.field_name == XML_PART:
             if self.xml_blob is not None:
                 raise BadRequest(f"the body has more than one {XML_PART} part")

@@ -101,3 +101,26 @@ def test_a_file_name_that_is_not_utf8_is_refused(store):
             io.BytesIO(body), "multipart/form-data; boundary=b", store=store, limit=10**6
         )
     assert staged_files(store) == []
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        (b'form-data; name="f"; filename="sawir-\xc3\xa7.jpg"', "sawir-ç.jpg"),
+        (b'form-data; name="f"; filename="say \\"hi\\".jpg"', 'say "hi".jpg'),
+        (b"form-data; name=\"f\"; filename*=UTF-8''sawir%20Xaliimo.jpg", "sawir Xaliimo.jpg"),
+    ],
+    ids=["utf-8", "escaped-quote", "rfc2231"],
+)
+def test_attachment_names_are_read_as_sent(store, disposition, name):
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="xml_submission_file"; filename="s.xml"'
+        b"\r\n\r\n<data/>\r\n--b\r\nContent-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: image/jpeg; charset=binary\r\n\r\nJPEG\r\n--b--\r\n"
+    )
+    read = read_submission_body(
+        io.BytesIO(body), "multipart/form-data; boundary=b", store=store, limit=10**6
+    )
+    assert [(f.name, f.content_type) for f in read.files] == [(name, "image/jpeg")]
+    read.discard()
