@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from functools import lru_cache, partial
 from typing import Any, Protocol, cast
 
-from sqlalchemy import case, delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, case, delete, func, null, select
+from sqlalchemy.orm import Session, aliased
 
 from server.accounts.models import User
 from server.db import utcnow
@@ -84,12 +84,15 @@ class EntityFields(Protocol):
 
 class CandidateFields(EntityFields, Protocol):
     """What `candidates` returns of a record: a row of these columns (no ORM object: only
-    a few of the candidates are compared with their members, and none is changed)."""
+    a few of the candidates are compared with their members, and none is changed), with
+    a household's number of members (None for people)."""
 
     @property
     def list_name(self) -> str: ...
     @property
     def created_by_submission_id(self) -> Any: ...
+    @property
+    def member_count(self) -> int | None: ...
 
 
 def person_record(entity: EntityFields) -> matching.PersonRecord:
@@ -115,18 +118,16 @@ def household_record(
     """The household as the matcher sees it; `members` when the caller has them already."""
     from server.registry.service import members_of
 
-    properties = entity.properties
-    latitude, longitude = _gps(properties)
-    head = person_record(entity)
+    head = person_record(entity)  # the household's own place, phone and ID are the head's
     if members is None:
         members = members_of(session, cast(Entity, entity))
     return matching.HouseholdRecord(
         id=str(entity.id),
         head=head,
         members=[person_record(member) for member in members],
-        village=_text(properties, "village"),
-        latitude=latitude,
-        longitude=longitude,
+        village=head.village,
+        latitude=head.latitude,
+        longitude=head.longitude,
         phone=head.phone,
         national_id=head.national_id,
         district=head.district,
@@ -167,10 +168,15 @@ def _records(session: Session, entities: Sequence[CandidateFields]) -> dict[Any,
     }
 
 
-def _compare(a: Any, b: Any) -> Any:
-    if isinstance(a, matching.HouseholdRecord):
-        return matching.compare_households(a, b)
-    return matching.compare_people(a, b)
+def _comparer(record: Any) -> Callable[[Any], matching.ComparisonVector]:
+    """A function comparing `record` with another record of its list."""
+    if isinstance(record, matching.HouseholdRecord):
+        return matching.HouseholdComparer(record).compare
+    return partial(matching.compare_people, record)
+
+
+def _compare(a: Any, b: Any) -> matching.ComparisonVector:
+    return _comparer(a)(b)
 
 
 def _worth_comparing(
@@ -182,21 +188,22 @@ def _worth_comparing(
 ) -> list[CandidateFields]:
     """The candidates that can still reach `review`. Loading and comparing two households'
     members is most of the cost of a pair, so households are first compared without them:
-    when even the best members level would leave a pair below review, it is new whatever
-    the members say (weights add up), and their members are neither loaded nor compared."""
-    levels = model.fields.get("members", ())
-    if not isinstance(record, matching.HouseholdRecord) or not levels:
+    when even the best members level the two households' sizes allow would leave a pair
+    below review, it is new whatever the members say (weights add up), and their members
+    are neither loaded nor compared."""
+    if not isinstance(record, matching.HouseholdRecord) or "members" not in model.fields:
         return others
-    best = max(0.0, *(model.weight_of("members", level) for level in levels))
-    bare = replace(record, members=[])
+    comparer = matching.HouseholdComparer(record)
+    size = len(record.members)
     return [
         other
         for other in others
-        if model.score(
-            matching.compare_households(bare, household_record(session, other, members=[]))
-        ).weight
-        + best
-        >= review
+        if comparer.can_reach(
+            household_record(session, other, members=[]),
+            model,
+            review,
+            members_at_most=matching.members_weight_at_most(model, size, other.member_count or 0),
+        )
     ]
 
 
@@ -216,6 +223,81 @@ def index(session: Session, entity: Entity, record: Any | None = None) -> set[st
     return keys
 
 
+@lru_cache(maxsize=16)
+def _candidate_statement(weights: tuple[int, ...], households: bool) -> Select[Any]:
+    """The candidate query for keys of these weights (besides 1), with the keys, the
+    record and the caps as parameters: built and compiled once, not once per record (with
+    its keys as literals, building the statement took a third of the query's time).
+    Households come with their number of members, counted as `_records` reads them."""
+    shared = (
+        func.sum(
+            case(
+                *(
+                    (MatchKey.key.in_(bindparam(f"weight_{weight}", expanding=True)), weight)
+                    for weight in weights
+                ),
+                else_=1,
+            )
+        )
+        if weights
+        else func.count()
+    )
+    # Ranked from the key index alone, then merged and deleted records (which keep their
+    # keys) dropped: looking up every posting's record first was most of the query's time
+    # at a million households. Twice the cap leaves room for them.
+    shared_label = shared.label("shared")
+    ranked = (
+        select(MatchKey.entity_id, shared_label)
+        .where(
+            MatchKey.list_name == bindparam("list_name"),
+            MatchKey.key.in_(bindparam("keys", expanding=True)),
+            MatchKey.entity_id != bindparam("entity_id"),
+        )
+        .group_by(MatchKey.entity_id)
+        .order_by(shared_label.desc(), MatchKey.entity_id)
+        .limit(bindparam("ranked"))
+        .subquery()
+    )
+    best = (
+        select(
+            Entity.id,
+            Entity.list_name,
+            Entity.label,
+            Entity.properties,
+            Entity.district_id,
+            Entity.created_by_submission_id,
+            ranked.c.shared,
+        )
+        .join(ranked, Entity.id == ranked.c.entity_id)
+        .where(Entity.merged_into_id.is_(None), Entity.deleted.is_(False))
+        .order_by(ranked.c.shared.desc(), Entity.id)
+        .limit(bindparam("cap"))
+        .subquery()
+    )
+    # Counted for the capped candidates only, after the limit.
+    member = aliased(Entity)
+    member_count = (
+        select(func.count())
+        .where(
+            member.household_id == best.c.id,
+            member.merged_into_id.is_(None),
+            member.deleted.is_(False),
+        )
+        .scalar_subquery()
+        if households
+        else null()
+    )
+    return select(
+        best.c.id,
+        best.c.list_name,
+        best.c.label,
+        best.c.properties,
+        best.c.district_id,
+        best.c.created_by_submission_id,
+        member_count.label("member_count"),
+    ).order_by(best.c.shared.desc(), best.c.id)
+
+
 def candidates(session: Session, entity: Entity, keys: set[str]) -> list[CandidateFields]:
     """The `MAX_CANDIDATES` records sharing the most keys with this one, counted with
     `matching.key_weight`, best first. In a large district a common name pair names
@@ -225,38 +307,20 @@ def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Candida
     registry."""
     if not keys:
         return []
-    weights = {key: weight for key in keys if (weight := matching.key_weight(key)) != 1}
-    shared = func.sum(case(weights, value=MatchKey.key, else_=1)) if weights else func.count()
-    # Ranked from the key index alone, then merged and deleted records (which keep their
-    # keys) dropped: looking up every posting's record first was most of the query's time
-    # at a million households. Twice the cap leaves room for them.
-    ranked = (
-        select(MatchKey.entity_id, shared.label("shared"))
-        .where(
-            MatchKey.list_name == entity.list_name,
-            MatchKey.key.in_(sorted(keys)),
-            MatchKey.entity_id != entity.id,
-        )
-        .group_by(MatchKey.entity_id)
-        .order_by(shared.desc(), MatchKey.entity_id)
-        .limit(2 * MAX_CANDIDATES)
-        .subquery()
-    )
-    statement = (
-        select(
-            Entity.id,
-            Entity.list_name,
-            Entity.label,
-            Entity.properties,
-            Entity.district_id,
-            Entity.created_by_submission_id,
-        )
-        .join(ranked, Entity.id == ranked.c.entity_id)
-        .where(Entity.merged_into_id.is_(None), Entity.deleted.is_(False))
-        .order_by(ranked.c.shared.desc(), Entity.id)
-        .limit(MAX_CANDIDATES)
-    )
-    found: list[CandidateFields] = list(session.execute(statement))
+    by_weight: dict[int, list[str]] = {}
+    for key in sorted(keys):
+        by_weight.setdefault(matching.key_weight(key), []).append(key)
+    weighted = tuple(sorted(weight for weight in by_weight if weight != 1))
+    parameters: dict[str, Any] = {
+        "list_name": entity.list_name,
+        "keys": sorted(keys),
+        "entity_id": entity.id,
+        "ranked": 2 * MAX_CANDIDATES,
+        "cap": MAX_CANDIDATES,
+    }
+    parameters |= {f"weight_{weight}": by_weight[weight] for weight in weighted}
+    statement = _candidate_statement(weighted, entity.list_name == HOUSEHOLDS)
+    found: list[CandidateFields] = list(session.execute(statement, parameters))
     if entity.created_by_submission_id is not None and entity.list_name != HOUSEHOLDS:
         # Members registered together in one household are different people.
         found = [e for e in found if e.created_by_submission_id != entity.created_by_submission_id]
@@ -298,9 +362,10 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
         session, model, record, candidates(session, entity, keys), limits.review
     )
     records = _records(session, others)
+    compare = _comparer(record)
     existing: dict[Any, MatchCandidate] | None = None
     for other in others:
-        score = model.score(_compare(record, records[other.id]))
+        score = model.score(compare(records[other.id]))
         band = matching.classify(score, limits)
         if band == "new":
             continue

@@ -33,6 +33,7 @@ __all__ = [
     "Band",
     "ComparisonVector",
     "FellegiSunterModel",
+    "HouseholdComparer",
     "HouseholdRecord",
     "MemberMatch",
     "PersonRecord",
@@ -50,6 +51,7 @@ __all__ = [
     "haversine_m",
     "key_weight",
     "member_overlap",
+    "members_weight_at_most",
     "name_similarity",
     "name_tokens",
     "normalise_name",
@@ -392,17 +394,26 @@ def _village(a: str | None, b: str | None) -> tuple[str, float | None]:
     pb = _place(b) if b else ""
     if not pa or not pb:
         return MISSING, None
-    if pa == pb:
+    return _places(pa, pb)
+
+
+def _places(a: str, b: str) -> tuple[str, float]:
+    """The village level of two folded village names (`_place`)."""
+    if a == b:
         return "exact", 1.0
-    similarity = JaroWinkler.similarity(pa, pb)
+    similarity = JaroWinkler.similarity(a, b)
     return ("similar" if similarity >= 0.9 else "different"), similarity
 
 
 def _sex(a: str | None, b: str | None) -> str:
-    sa, sb = normalise_sex(a), normalise_sex(b)
-    if sa is None or sb is None:
+    return _sexes(normalise_sex(a), normalise_sex(b))
+
+
+def _sexes(a: str | None, b: str | None) -> str:
+    """The sex level of two normalised sexes."""
+    if a is None or b is None:
         return MISSING
-    return "agree" if sa == sb else "disagree"
+    return "agree" if a == b else "disagree"
 
 
 def compare_people(a: PersonRecord, b: PersonRecord) -> ComparisonVector:
@@ -426,16 +437,27 @@ def compare_people(a: PersonRecord, b: PersonRecord) -> ComparisonVector:
     )
 
 
-def _members_match(a: PersonRecord, b: PersonRecord) -> float | None:
-    ya, yb = birth_year(a.date_of_birth), birth_year(b.date_of_birth)
+_Member = tuple[tuple[str, ...], int | None]  # a member's name tokens and birth year
+
+
+def _members(people: Sequence[PersonRecord]) -> list[_Member]:
+    return [
+        (tuple(name_tokens(person.name)), birth_year(person.date_of_birth)) for person in people
+    ]
+
+
+def _members_match(a: _Member, b: _Member) -> float | None:
+    (ta, ya), (tb, yb) = a, b
     if ya is not None and yb is not None:
         if abs(ya - yb) > 1:
             return None
         required, bonus = 0.88, (0.05 if ya == yb else 0.0)
     else:
         required, bonus = 0.94, 0.0  # no year to back a weaker name
-    similarity = name_similarity(a.name, b.name)
-    if similarity is None or similarity < required:
+    if not ta or not tb:
+        return None
+    similarity = _token_similarity(ta, tb)
+    if similarity < required:
         return None
     return similarity + bonus
 
@@ -444,6 +466,13 @@ def member_overlap(a: Sequence[PersonRecord], b: Sequence[PersonRecord]) -> floa
     """Share of members found in both lists (Dice: 2·matched / (|a| + |b|)), pairing people
     greedily by name similarity where birth years are within a year. None if either list is
     empty."""
+    if not a or not b:
+        return None
+    return _overlap(_members(a), _members(b))
+
+
+def _overlap(a: Sequence[_Member], b: Sequence[_Member]) -> float | None:
+    """`member_overlap` of members whose names and birth years are read already."""
     if not a or not b:
         return None
     scored = []
@@ -472,31 +501,127 @@ def _member_level(share: float | None) -> str:
     return "some" if share > 0 else "none"
 
 
+@dataclass(frozen=True, slots=True)
+class _HouseholdFields:
+    """A household's fields as `compare_households` compares them, normalised."""
+
+    head_name: tuple[str, ...]
+    head_date_of_birth: str | None
+    head_sex: str | None
+    place: str
+    position: tuple[float, float] | None
+    phone: str | None
+    national_id: str | None
+
+    @classmethod
+    def of(cls, household: HouseholdRecord) -> _HouseholdFields:
+        village = household.village or household.head.village
+        phone = normalise_phone(household.phone or household.head.phone)
+        return cls(
+            head_name=tuple(name_tokens(household.head.name)),
+            head_date_of_birth=household.head.date_of_birth,
+            head_sex=normalise_sex(household.head.sex),
+            place=_place(village) if village else "",
+            position=_household_position(household),
+            phone=_national_number(phone) if phone else None,
+            national_id=normalise_national_id(household.national_id or household.head.national_id),
+        )
+
+
+class HouseholdComparer:
+    """One household compared with many (its candidates): its own fields are normalised
+    once, not once per pair. `compare(other)` is `compare_households(household, other)`;
+    `compare(other, members=False)` leaves the members out (level missing), and
+    `can_reach` decides without them whether a pair is worth comparing members for."""
+
+    __slots__ = ("household", "_fields", "_members")
+
+    def __init__(self, household: HouseholdRecord) -> None:
+        self.household = household
+        self._fields = _HouseholdFields.of(household)
+        self._members: list[_Member] | None = None  # read when first compared
+
+    def compare(self, other: HouseholdRecord, *, members: bool = True) -> ComparisonVector:
+        b = _HouseholdFields.of(other)
+        levels, values = self._place_and_identifiers(b)
+        similarity = self._head_name(b)
+        share = None
+        if members and self.household.members and other.members:
+            if self._members is None:
+                self._members = _members(self.household.members)
+            share = _overlap(self._members, _members(other.members))
+        levels |= {"head_name": _name_level(similarity), "members": _member_level(share)}
+        values |= {"head_name": similarity, "members": share}
+        return ComparisonVector(
+            {name: levels[name] for name in HOUSEHOLD_FIELDS},
+            {name: values[name] for name in ("head_name", "village", "gps", "members")},
+        )
+
+    def can_reach(
+        self,
+        other: HouseholdRecord,
+        model: FellegiSunterModel,
+        minimum: float,
+        *,
+        members_at_most: float,
+    ) -> bool:
+        """Whether the pair's weight can reach `minimum` when the members add at most
+        `members_at_most`: `model.weight(compare(other, members=False)) + members_at_most
+        >= minimum`, with the head's name (the costliest field) compared only when the
+        best name level could still lift the other fields that far."""
+        b = _HouseholdFields.of(other)
+        levels, _ = self._place_and_identifiers(b)
+        weight = model.weight(ComparisonVector(levels)) + members_at_most
+        names = model.fields.get("head_name", ())
+        best_name = max((model.weight_of("head_name", level) for level in names), default=0.0)
+        best_name = max(best_name, 0.0)  # missing
+        if weight + best_name < minimum:
+            return False
+        return weight + model.weight_of("head_name", _name_level(self._head_name(b))) >= minimum
+
+    def _head_name(self, b: _HouseholdFields) -> float | None:
+        a = self._fields
+        return _token_similarity(a.head_name, b.head_name) if a.head_name and b.head_name else None
+
+    def _place_and_identifiers(
+        self, b: _HouseholdFields
+    ) -> tuple[dict[str, str], dict[str, float | None]]:
+        """Levels and values of every field but the head's name and the members."""
+        a = self._fields
+        if a.place and b.place:
+            village, village_similarity = _places(a.place, b.place)
+        else:
+            village, village_similarity = MISSING, None
+        gps, metres = _gps(a.position, b.position)
+        levels = {
+            "head_date_of_birth": compare_dates(a.head_date_of_birth, b.head_date_of_birth),
+            "head_sex": _sexes(a.head_sex, b.head_sex),
+            "village": village,
+            "gps": gps,
+            "phone": _identifier(a.phone, b.phone),
+            "national_id": _identifier(a.national_id, b.national_id),
+        }
+        return levels, {"village": village_similarity, "gps": metres}
+
+
+def members_weight_at_most(model: FellegiSunterModel, a: int, b: int) -> float:
+    """The most the members field can add to the weight of two households of `a` and `b`
+    members, whoever they are: at most min(a, b) of them pair up, so the share is at most
+    2·min(a, b) / (a + b), and any lower level can be reached too. 0 when either has
+    none (missing)."""
+    levels = model.fields.get("members", ())
+    if not a or not b or not levels:
+        return 0.0
+    top = _member_level(2 * min(a, b) / (a + b))
+    reachable = levels[levels.index(top) :] if top in levels else levels
+    return max(model.weight_of("members", level) for level in reachable)
+
+
 def compare_households(a: HouseholdRecord, b: HouseholdRecord) -> ComparisonVector:
     """Compare two households: their heads (name, birth date, sex), the household's place,
     phone and ID (the head's when the household has none), and how many other members the
     two share (see HOUSEHOLD_FIELDS)."""
-    similarity = name_similarity(a.head.name, b.head.name)
-    village, village_similarity = _village(a.village or a.head.village, b.village or b.head.village)
-    gps, metres = _gps(_household_position(a), _household_position(b))
-    share = member_overlap(a.members, b.members)
-    levels = {
-        "head_name": _name_level(similarity),
-        "head_date_of_birth": compare_dates(a.head.date_of_birth, b.head.date_of_birth),
-        "head_sex": _sex(a.head.sex, b.head.sex),
-        "village": village,
-        "gps": gps,
-        "phone": _phone_level(a.phone or a.head.phone, b.phone or b.head.phone),
-        "national_id": _identifier(
-            normalise_national_id(a.national_id or a.head.national_id),
-            normalise_national_id(b.national_id or b.head.national_id),
-        ),
-        "members": _member_level(share),
-    }
-    return ComparisonVector(
-        levels,
-        {"head_name": similarity, "village": village_similarity, "gps": metres, "members": share},
-    )
+    return HouseholdComparer(a).compare(b)
 
 
 def _household_position(household: HouseholdRecord) -> tuple[float, float] | None:
@@ -723,6 +848,13 @@ class FellegiSunterModel:
     def weight_of(self, name: str, level: str) -> float:
         """log2(m/u) of one field at one level; 0 when missing or unknown to the model."""
         return self._weights.get(name, {}).get(level, 0.0)
+
+    def weight(self, vector: ComparisonVector) -> float:
+        """`score(vector).weight`, without the contributions and the probability."""
+        levels = vector.levels
+        return sum(
+            weights.get(levels.get(name, MISSING), 0.0) for name, weights in self._weights.items()
+        )
 
     def score(self, vector: ComparisonVector) -> Score:
         contributions = {name: self.weight_of(name, vector.level(name)) for name in self.fields}

@@ -270,7 +270,10 @@ def ascii_fold(text: str) -> str:
     """Lower case, accents off, apostrophes (glottal stop, ʿayn) dropped, other marks to
     spaces: 'Ca\u2019isha Xasan-Nuur' → 'caisha xasan nuur'."""
     decomposed = unicodedata.normalize("NFKD", text.translate(_SKIP_CHARS))
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if decomposed.isascii():  # most names: no mark to drop, and no loop over characters
+        plain = decomposed
+    else:
+        plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _NON_LETTER.sub(" ", plain.lower()).strip()
 
 
@@ -320,6 +323,7 @@ _EXACT, _FOLDED, SKELETON_CLASHES = _build_indexes()
 KNOWN_CLASHES = frozenset({"isaac"})  # Isaac folds onto Isa (Ciise): c is ʿayn in Somali
 
 
+@lru_cache(maxsize=50_000)
 def canonical_token(token: str) -> str:
     """One lower-case ASCII token to its canonical form: the listed canonical name when
     the spelling or its fold is known, else the fold itself."""

@@ -180,3 +180,61 @@ def test_merged_and_deleted_households_are_no_candidates_and_take_no_place(sessi
     new = household(district, "Mohamed Ali Hassan", "Elasha Biyaha", index=False)
 
     assert candidates_of(session, new) == [namesake.id]
+
+
+def test_the_candidate_query_is_built_once_for_records_with_other_keys(session, district):
+    household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha", phone="0615551234")
+    household(district, "Cumar Nuur Shire", "Buulo Mareer", phone="0617000001")
+    first = household(
+        district, "Mohamed Ali Hassan", "Elasha Biyaha", phone="0615551234", index=False
+    )
+    second = household(district, "Omar Nur Shire", "Bulo Marer", phone="0617000001", index=False)
+    linking._candidate_statement.cache_clear()
+
+    assert len(candidates_of(session, first)) == 1
+    assert len(candidates_of(session, second)) == 1
+
+    assert linking._candidate_statement.cache_info().misses == 1
+
+
+def test_a_changed_cap_applies_to_the_next_record(session, district, monkeypatch):
+    for _ in range(NAMESAKES):
+        household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha")
+    new = household(district, "Mohamed Ali Hassan", "Elasha Biyaha", index=False)
+    assert len(candidates_of(session, new)) == CAP
+
+    monkeypatch.setattr(linking, "MAX_CANDIDATES", 2)
+
+    assert len(candidates_of(session, new)) == 2
+
+
+def test_a_household_too_small_to_share_most_members_is_dropped_before_its_members_are_read(
+    session, district
+):
+    children = (
+        ("Faadumo Cumar Xuseen", "female", "1987"),
+        ("Caasha Maxamed", "female", "2012"),
+        ("Nuur Maxamed", "male", "2014"),
+    )
+    # Another grandfather: the heads' names differ, and only members could make the pair.
+    alone = household(district, "Maxamed Cali Warsame", "Ceelasha Biyaha")
+    family = household(district, "Maxamed Cali Warsame", "Ceelasha Biyaha", members=children)
+    new = household(
+        district, "Maxamed Cali Xasan", "Ceelasha Biyaha", members=children, index=False
+    )
+    keys = linking.index(session, new)
+    session.flush()
+    found = linking.candidates(session, new, keys)
+    assert {candidate.id: candidate.member_count for candidate in found} == {
+        alone.id: 1,
+        family.id: 4,
+    }
+    model = linking.model_for(session, HOUSEHOLDS)
+
+    worth = linking._worth_comparing(session, model, linking._record(session, new), found, 4.0)
+
+    # One member against four: at most 2/5 of them shared, too few to lift the pair.
+    assert [candidate.id for candidate in worth] == [family.id]
+    assert [pair.candidate_id for pair in linking.index_and_match(session, new, None)] == [
+        family.id
+    ]

@@ -412,6 +412,119 @@ def test_member_overlap_levels() -> None:
     assert compare_households(a, same).values["members"] == 1.0
 
 
+def test_one_household_compared_with_many_gives_each_pair_its_own_levels() -> None:
+    a = _household("a", "Axmed Cali", [("Faadumo Xasan", "1990"), ("Cumar Axmed", "2010")],
+                   village="Ceelasha Biyaha", phone="0615551234")  # fmt: skip
+    others = [
+        _household("b", "Ahmed Ali", [("Fatuma Hassan", "1991"), ("Omar Ahmed", "2010")],
+                   village="Elasha Biyaha", phone="+252615551234"),
+        _household("c", "Khadija Omar", [("Halima Yusuf", "1988")], village="Buulo Mareer"),
+        _household("d", "Ahmed Ali", [], phone="0617000000"),
+        _household("e", "Axmed Cali", [("Faadumo Xasan", "1990")], village="Ceelasha Biyaha"),
+    ]  # fmt: skip
+    comparer = matching.HouseholdComparer(a)
+
+    in_turn = [comparer.compare(other) for other in others]
+
+    # Each as if compared alone: nothing of one candidate stays for the next.
+    assert in_turn == [matching.HouseholdComparer(a).compare(other) for other in others]
+    assert [vector.level("members") for vector in in_turn] == ["75", "none", "missing", "50"]
+    assert [vector.level("phone") for vector in in_turn] == [
+        "exact",
+        "missing",
+        "different",
+        "missing",
+    ]
+    assert [vector.level("village") for vector in in_turn] == [
+        "exact",
+        "different",
+        "missing",
+        "exact",
+    ]
+
+
+def test_households_compared_without_members_differ_only_in_the_members() -> None:
+    a = _household("a", "Axmed Cali", [("Faadumo Xasan", "1990")], village="Hodan")
+    b = _household("b", "Ahmed Ali", [("Fatuma Hassan", "1990")], village="Hodan")
+    full = matching.HouseholdComparer(a).compare(b)
+    bare = matching.HouseholdComparer(a).compare(b, members=False)
+    assert full.level("members") == "75"
+    assert bare.level("members") == "missing"
+    assert {k: v for k, v in bare.levels.items() if k != "members"} == {
+        k: v for k, v in full.levels.items() if k != "members"
+    }
+
+
+def test_household_sizes_bound_what_the_members_can_add() -> None:
+    model = matching.default_model(household=True)
+    weights = {level: model.weight_of("members", level) for level in matching.MEMBER_LEVELS}
+    # Four against one: at most 2·1/5 of them shared, "some" at best.
+    assert matching.members_weight_at_most(model, 4, 1) == max(weights["some"], weights["none"])
+    assert matching.members_weight_at_most(model, 4, 2) == weights["50"]  # 4/6 at most
+    assert matching.members_weight_at_most(model, 4, 4) == weights["75"]
+    assert matching.members_weight_at_most(model, 4, 0) == 0.0  # missing
+    households = [
+        _household("a", "Axmed Cali", [("Faadumo Xasan", "1990"), ("Cumar Axmed", "2010"),
+                                       ("Caasha Axmed", "2012"), ("Nuur Axmed", "2015")]),
+        _household("b", "Ahmed Ali", [("Fatuma Hassan", "1991")]),
+        _household("c", "Ahmed Ali", [("Fatuma Hassan", "1991"), ("Omar Ahmed", "2010")]),
+        _household("d", "Ahmed Ali", [("Omar Ahmed", "2010"), ("Aisha Ahmed", "2012"),
+                                      ("Noor Ahmed", "2015")]),
+    ]  # fmt: skip
+    for a in households:
+        for b in households:
+            level = compare_households(a, b).level("members")
+            assert model.weight_of("members", level) <= matching.members_weight_at_most(
+                model, len(a.members), len(b.members)
+            )
+
+
+def test_a_pair_reaches_a_weight_as_its_comparison_without_members_says() -> None:
+    model = matching.default_model(household=True)
+    a = _household("a", "Axmed Cali Xasan", [], village="Hodan", phone="0615551234")
+    others = [
+        _household("b", "Ahmed Ali Hassan", [], village="Hodan", phone="+252615551234"),
+        _household("c", "Ahmed Ali Hassan", [], village="Buulo Mareer"),
+        _household("d", "Khadija Omar", [], village="Hodan"),
+        _household("e", "Khadija Omar", [], village="Buulo Mareer", phone="0617000000"),
+    ]
+    comparer = matching.HouseholdComparer(a)
+    for other in others:
+        weight = model.weight(comparer.compare(other, members=False))
+        for members_at_most in (0.0, 3.9, 8.6):
+            for minimum in (weight + members_at_most - 0.01, weight + members_at_most + 0.01):
+                assert comparer.can_reach(
+                    other, model, minimum, members_at_most=members_at_most
+                ) == (weight + members_at_most >= minimum)
+
+
+def test_the_heads_names_are_not_compared_when_nothing_else_leaves_a_chance(monkeypatch) -> None:
+    model = matching.default_model(household=True)
+    a = _household("a", "Axmed Cali Xasan", [], village="Hodan", phone="0615551234")
+    stranger = _household("b", "Ahmed Ali Hassan", [], village="Buulo Mareer",
+                          phone="0617000000")  # fmt: skip
+    comparer = matching.HouseholdComparer(a)
+
+    def no_names(*_: object) -> float:
+        raise AssertionError("names compared")
+
+    monkeypatch.setattr(matching, "_token_similarity", no_names)
+    assert not comparer.can_reach(stranger, model, 4.0, members_at_most=0.3)
+
+
+def test_the_weight_alone_is_the_scores_weight() -> None:
+    model = matching.default_model(household=True)
+    a = _household("a", "Axmed Cali", [("Faadumo Xasan", "1990")], village="Hodan",
+                   phone="0615551234")  # fmt: skip
+    b = _household("b", "Ahmed Ali", [("Fatuma Hassan", "1990")], village="Hodan")
+    c = _household("c", "Khadija Omar", [], phone="0617000000")
+    vectors = [compare_households(a, b), compare_households(a, c), compare_households(b, c)]
+    vectors.append(matching.ComparisonVector({"head_name": "exact", "unknown": "x"}))
+    for vector in vectors:
+        assert model.weight(vector) == pytest.approx(model.score(vector).weight)
+    assert len({round(model.weight(vector), 6) for vector in vectors}) == len(vectors)
+
+
 def test_member_years_more_than_one_apart_are_different_people() -> None:
     a = _household("a", "Axmed Cali", [("Cumar Axmed", "2010")])
     b = _household("b", "Axmed Cali", [("Cumar Axmed", "2014")])
