@@ -124,11 +124,21 @@ def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def _district_for(
-    session: Session, submission: Submission, properties: dict[str, Any]
+    session: Session,
+    submission: Submission,
+    properties: dict[str, Any],
+    known: dict[str, int | None] | None = None,
 ) -> int | None:
+    """The district a `district` property names (by code), else the submission's;
+    `known` remembers codes already looked up (a household and its members name one)."""
     code = properties.get("district")
     if isinstance(code, str) and code:
-        found = session.scalar(select(District.id).where(District.code == code))
+        if known is not None and code in known:
+            found = known[code]
+        else:
+            found = session.scalar(select(District.id).where(District.code == code))
+            if known is not None:
+                known[code] = found
         if found is not None:
             return found
     return submission.district_id
@@ -149,6 +159,7 @@ def record_submission_changes(
     session.flush()
     changes: list[PendingChange] = []
     household_by_scope: dict[str, uuid.UUID] = {}
+    districts: dict[str, int | None] = {}
     for position, action in enumerate(parsed.entities):
         try:
             entity_id = uuid.UUID(action.id)
@@ -170,7 +181,7 @@ def record_submission_changes(
             trunk_version=action.trunk_version,
             branch_id=action.branch_id,
             parent_entity_id=household_by_scope.get("") if action.dataset == MEMBERS else None,
-            district_id=_district_for(session, submission, properties),
+            district_id=_district_for(session, submission, properties, districts),
             state="pending",
         )
         session.add(change)
