@@ -10,7 +10,7 @@ request's boundary — about a millisecond of CPU per POST, a tenth of all intak
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
@@ -20,16 +20,13 @@ from werkzeug.http import parse_options_header
 from forms.instance import MAX_XML_BYTES
 from server.blobs import BlobStore, BlobTooLarge, BlobWriter, StagedBlob
 from server.errors import BadRequest, PayloadTooLarge
+from server.intake.receiving import Readable
 from server.intake.service import is_safe_attachment_name
 
 XML_PART = "xml_submission_file"
 MAX_PARTS = 1000  # as Werkzeug's default: a body of thousands of tiny parts is an attack
 MAX_FIELD_BYTES = 64 * 1024  # a plain (non-file) field such as *isIncomplete*
 READ_SIZE = 64 * 1024
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def claim_batch(
         exhausted = [c.id for c in candidates if c.attempts >= MAX_ATTEMPTS]
         if not exhausted:
             break
-        # Failures that raise are counted by _record_failure; a submission whose every
+        # Failures that raise are counted by _mark_failed; a submission whose every
         # attempt ended with the worker gone (killed, out of memory) would otherwise be
         # retried forever, taking a worker down each time.
         for submission_id, attempts in candidates:
@@ -306,40 +306,23 @@ def _mark_failed(
         submission.next_attempt_at = utcnow() + backoff(submission.attempts)
 
 
-def work_once(context: WorkerContext) -> bool:
-    """Claim and process one submission; False when nothing was ready."""
-    return _work(context, None, claim_next=False)[0]
+def _failure(submission_id: uuid.UUID, error: Exception) -> tuple[str, bool]:
+    """Log why processing a submission failed; (the reason kept for admins, permanent)."""
+    if isinstance(error, PermanentFailure):
+        log.warning("submission %s failed: %s", submission_id, error)
+        return str(error), True
+    log.exception("submission %s failed, will retry", submission_id)  # with backoff
+    return f"{type(error).__name__}: {error}", False
 
 
-def _work(
-    context: WorkerContext, claimed: uuid.UUID | None, *, claim_next: bool
-) -> tuple[bool, uuid.UUID | None]:
-    """Process `claimed` (or claim one first); with `claim_next`, lease the following
-    submission in the same transaction as this one's results, which saves a transaction
-    (a commit, a WAL flush) per item. The crash guarantee holds: a worker killed before
-    that commit leaves both untouched, after it both are done/leased as with two
-    transactions. Returns (whether there was an item, the next one leased)."""
-    submission_id = claimed
-    if submission_id is None:
-        with context.database.job_session() as session:
-            submission_id = claim(session, context.worker_id, context.lease_seconds)
-        if submission_id is None:
-            return False, None
-    next_id = None
+def _work(context: WorkerContext, submission_id: uuid.UUID) -> None:
+    """Process one leased submission in a transaction of its own; a failure rolls all of
+    it back and is recorded in another."""
     try:
         with context.database.job_session() as session:
             process_one(session, context, submission_id)
-            if claim_next:
-                next_id = claim(session, context.worker_id, context.lease_seconds)
-    except PermanentFailure as error:
-        next_id = None
-        log.warning("submission %s failed: %s", submission_id, error)
-        _record_failure(context, submission_id, str(error), permanent=True)
-    except Exception as error:  # retried with backoff; the reason is kept for admins
-        next_id = None
-        log.exception("submission %s failed, will retry", submission_id)
-        _record_failure(context, submission_id, f"{type(error).__name__}: {error}", permanent=False)
-    return True, next_id
+    except Exception as error:
+        _record_failure(context, submission_id, *_failure(submission_id, error))
 
 
 def _work_batch(
@@ -360,25 +343,22 @@ def _work_batch(
         if not leased:
             return 0, []
     if len(leased) == 1:  # a retry, or the queue's last item: the next call leases a batch
-        return int(_work(context, leased[0], claim_next=False)[0]), []
+        _work(context, leased[0])
+        return 1, []
     try:
         with context.database.job_session() as session:
             for submission_id in leased:
                 try:
                     with session.begin_nested():
                         process_one(session, context, submission_id)
-                except PermanentFailure as error:
-                    log.warning("submission %s failed: %s", submission_id, error)
-                    _mark_failed(session, context, submission_id, str(error), permanent=True)
-                except Exception as error:  # retried with backoff
-                    log.exception("submission %s failed, will retry", submission_id)
-                    reason = f"{type(error).__name__}: {error}"
-                    _mark_failed(session, context, submission_id, reason, permanent=False)
+                except Exception as error:
+                    reason, permanent = _failure(submission_id, error)
+                    _mark_failed(session, context, submission_id, reason, permanent)
             next_leased = claim_batch(session, context.worker_id, context.lease_seconds, batch)
     except Exception:
         log.exception("a batch of %d submissions failed as a whole; one at a time", len(leased))
         for submission_id in leased:
-            _work(context, submission_id, claim_next=False)
+            _work(context, submission_id)
         return len(leased), []
     return len(leased), next_leased
 

@@ -127,20 +127,16 @@ def _district_for(
     session: Session,
     submission: Submission,
     properties: dict[str, Any],
-    known: dict[str, int | None] | None = None,
+    known: dict[str, int | None],
 ) -> int | None:
     """The district a `district` property names (by code), else the submission's;
     `known` remembers codes already looked up (a household and its members name one)."""
     code = properties.get("district")
     if isinstance(code, str) and code:
-        if known is not None and code in known:
-            found = known[code]
-        else:
-            found = session.scalar(select(District.id).where(District.code == code))
-            if known is not None:
-                known[code] = found
-        if found is not None:
-            return found
+        if code not in known:
+            known[code] = session.scalar(select(District.id).where(District.code == code))
+        if known[code] is not None:
+            return known[code]
     return submission.district_id
 
 
