@@ -381,6 +381,10 @@ def _request(
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
+    except http.client.HTTPException as error:
+        # A server killed between its headers and its body (IncompleteRead): the answer
+        # is lost like any dropped connection, and the tablet sends again.
+        raise ConnectionError(f"{type(error).__name__}: {error}") from error
     finally:
         connection.close()
 
