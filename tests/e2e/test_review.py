@@ -497,7 +497,13 @@ def test_supervisor_reviews_edits_and_approves_a_household_then_finds_it_in_the_
     )
     photo = answers.get_by_role("img", name="Photo of the dwelling")
     expect(photo).to_be_visible()
-    assert photo.evaluate("image => image.naturalWidth") == 240  # decrypted and served
+    # Decrypted and served: its width once loaded (visible comes first; a broken image
+    # settles at 0).
+    width = photo.evaluate(
+        "image => image.complete ? image.naturalWidth : new Promise(done => {"
+        " image.onload = image.onerror = () => done(image.naturalWidth); })"
+    )
+    assert width == 240
     expect(answers.locator("svg circle.point")).to_have_count(1)
     expect(page.get_by_text("New household: Faadumo Cali Xasan")).to_be_visible()
     guide_screenshot("review-submission")
