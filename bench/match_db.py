@@ -634,6 +634,7 @@ def table_sizes(engine: Engine) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DATABASE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
@@ -648,6 +649,16 @@ def main(argv: list[str] | None = None) -> int:
         default=linking.MAX_CANDIDATES,
         help=f"linking's cap on candidates per record (default {linking.MAX_CANDIDATES})",
     )
+    parser.add_argument(
+        "--household-min-shared",
+        type=int,
+        default=linking.HOUSEHOLD_MIN_SHARED,
+        help="least weight of keys a candidate household shares (default "
+        f"{linking.HOUSEHOLD_MIN_SHARED}; 1: every household sharing a key)",
+    )
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"database to build or reuse (default {DATABASE})"
+    )
     parser.add_argument("--explain", action="store_true", help="EXPLAIN the candidate query")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
@@ -658,8 +669,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--database-url", default=DEFAULT_SERVER)
     args = parser.parse_args(argv)
+    DATABASE = args.database
     sizes = sorted(set(args.sizes))
     linking.MAX_CANDIDATES = args.max_candidates
+    linking.HOUSEHOLD_MIN_SHARED = args.household_min_shared
     if args.districts < 1 or sizes[0] < 1:
         parser.error("--districts and --sizes must be positive")
     pool = min(RETURNING_POOL, sizes[0])
@@ -667,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sizes {', '.join(f'{s:,}' for s in sizes)}; {args.queries} new households per size; "
         f"{args.districts} districts; seed {args.seed}; at most {args.max_candidates} "
-        "candidates",
+        f"candidates, households sharing at least {args.household_min_shared}; "
+        f"database {DATABASE}",
         flush=True,
     )
     started = time.perf_counter()

@@ -28,7 +28,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from server.registry import matching
+from server.registry import linking, matching
 from server.registry.matching import (
     ComparisonVector,
     FellegiSunterModel,
@@ -619,19 +619,23 @@ def build_registry(
 
 
 def block(
-    records: Iterable[tuple[str, set[str]]],
+    records: Iterable[tuple[str, set[str]]], floor: int = 1
 ) -> tuple[set[tuple[str, str]], dict[str, int]]:
-    """Candidate pairs: records sharing at least one key. Returns the pairs and the block
-    sizes (records per key)."""
+    """Candidate pairs: records sharing keys worth at least `floor` (`matching.key_weight`
+    summed over the keys shared; 1: any key, as for people; households have
+    `linking.HOUSEHOLD_MIN_SHARED`). Returns the pairs and the block sizes (records per
+    key). Unlike `linking.candidates`, no cap: every pair sharing enough is compared."""
     index: dict[str, list[str]] = defaultdict(list)
     for record_id, keys in records:
         for key in keys:
             index[key].append(record_id)
-    pairs: set[tuple[str, str]] = set()
-    for ids in index.values():
+    shared: dict[tuple[str, str], int] = defaultdict(int)
+    for key, ids in index.items():
         if len(ids) > 1:
+            weight = matching.key_weight(key)
             for a, b in combinations(ids, 2):
-                pairs.add(_pair(a, b))
+                shared[_pair(a, b)] += weight
+    pairs = {pair for pair, weight in shared.items() if weight >= floor}
     return pairs, {key: len(ids) for key, ids in index.items()}
 
 
@@ -728,8 +732,14 @@ def evaluate_households(
 ) -> dict[str, float]:
     records = {h.id: h for h in registry.households}
     started = time.perf_counter()
-    pairs, sizes = block((h.id, matching.blocking_keys(h)) for h in registry.households)
-    print("households " + block_report(pairs, sizes, registry.household_truth, len(records)))
+    pairs, sizes = block(
+        ((h.id, matching.blocking_keys(h)) for h in registry.households),
+        floor=linking.HOUSEHOLD_MIN_SHARED,
+    )
+    print(
+        f"households (sharing keys worth ≥ {linking.HOUSEHOLD_MIN_SHARED}) "
+        + block_report(pairs, sizes, registry.household_truth, len(records))
+    )
     ordered = sorted(pairs)
     vectors = [matching.compare_households(records[a], records[b]) for a, b in ordered]
     randoms = [
@@ -795,7 +805,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicates", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--verbose", action="store_true", help="print the fitted models")
+    parser.add_argument(
+        "--household-min-shared",
+        type=int,
+        default=linking.HOUSEHOLD_MIN_SHARED,
+        help="least weight of keys a pair of households shares to be compared "
+        f"(default {linking.HOUSEHOLD_MIN_SHARED}, as the registry; 1: any key)",
+    )
     args = parser.parse_args(argv)
+    linking.HOUSEHOLD_MIN_SHARED = args.household_min_shared
     started = time.perf_counter()
     registry = build_registry(args.households, args.duplicates, args.seed)
     people = sum(1 + len(h.members) for h in registry.households)

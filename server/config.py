@@ -90,6 +90,7 @@ class Settings:
     odk_validate: bool = True
     match_review_weight: float | None = None
     match_max_candidates: int = 30
+    match_household_min_shared: int = 2
     base_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -122,6 +123,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DIIWAAN_MATCH_LINK_WEIGHT": ("match_link_weight", lambda v, r: _float(v, r, -100, 100)),
     "DIIWAAN_MATCH_REVIEW_WEIGHT": ("match_review_weight", lambda v, r: _float(v, r, -100, 100)),
     "DIIWAAN_MATCH_MAX_CANDIDATES": ("match_max_candidates", lambda v, r: _int(v, r, 1, 10000)),
+    "DIIWAAN_MATCH_HOUSEHOLD_MIN_SHARED": (
+        "match_household_min_shared",
+        lambda v, r: _int(v, r, 1, 100),
+    ),
 }
 
 FIELD_TO_VARIABLE = {name: variable for variable, (name, _parser) in _PARSERS.items()}

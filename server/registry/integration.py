@@ -121,4 +121,5 @@ def init_app(app: Flask) -> None:
         link=settings.match_link_weight,
         review=settings.match_review_weight,
         max_candidates=settings.match_max_candidates,
+        household_min_shared=settings.match_household_min_shared,
     )

@@ -26,17 +26,29 @@ log = logging.getLogger("diiwaan.registry")
 
 DEFAULT_MAX_CANDIDATES = 30
 MAX_CANDIDATES = DEFAULT_MAX_CANDIDATES
+# The least a household must share with a new one (keys counted with
+# `matching.key_weight`) to be its candidate: two keys, or a phone or an ID. A household
+# sharing one name key alone — a namesake of another village, nothing else in common —
+# is not compared (docs/matching.md, "The floor"). People have no floor.
+DEFAULT_HOUSEHOLD_MIN_SHARED = 2
+HOUSEHOLD_MIN_SHARED = DEFAULT_HOUSEHOLD_MIN_SHARED
 _thresholds: dict[str, matching.Thresholds] = {}
 _models: dict[tuple[str, Any], matching.FellegiSunterModel] = {}  # see `model_for`
 
 
 def configure(
-    link: float | None = None, review: float | None = None, max_candidates: int | None = None
+    link: float | None = None,
+    review: float | None = None,
+    max_candidates: int | None = None,
+    household_min_shared: int | None = None,
 ) -> None:
-    """Thresholds (log2 weights) and the cap on candidates per record from configuration;
-    the module's defaults otherwise."""
-    global MAX_CANDIDATES
+    """Thresholds (log2 weights), the cap on candidates per record and the households'
+    floor from configuration; the module's defaults otherwise."""
+    global MAX_CANDIDATES, HOUSEHOLD_MIN_SHARED
     MAX_CANDIDATES = DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates
+    HOUSEHOLD_MIN_SHARED = (
+        DEFAULT_HOUSEHOLD_MIN_SHARED if household_min_shared is None else household_min_shared
+    )
     _thresholds.clear()
     if link is not None or review is not None:
         default = matching.DEFAULT_THRESHOLDS
@@ -140,32 +152,46 @@ def _record(session: Session, entity: Entity) -> Any:
     return person_record(entity)
 
 
-def _records(session: Session, entities: Sequence[CandidateFields]) -> dict[Any, Any]:
+@lru_cache(maxsize=1)
+def _members_statement() -> Select[Any]:
+    """The members of the households given as `households`, built once (as
+    `_candidate_statement`)."""
+    return (
+        select(Entity.household_id, Entity.id, Entity.label, Entity.properties, Entity.district_id)
+        .where(
+            Entity.household_id.in_(bindparam("households", expanding=True)),
+            Entity.merged_into_id.is_(None),
+            Entity.deleted.is_(False),
+        )
+        .order_by(Entity.created_at, Entity.label)
+    )
+
+
+def _records(
+    session: Session,
+    entities: Sequence[CandidateFields],
+    bare: dict[Any, matching.HouseholdRecord] | None = None,
+) -> dict[Any, Any]:
     """Records of many entities by id; the households' members come in one query (the
     same members as `service.members_of`), as plain rows: only four columns are read, and
-    hundreds of ORM objects per new household would cost more than the query."""
+    hundreds of ORM objects per new household would cost more than the query. A household
+    in `bare` (read without its members by `_worth_comparing`) gets its members added."""
     members: dict[Any, list[EntityFields]] = {
         entity.id: [] for entity in entities if entity.list_name == HOUSEHOLDS
     }
     if members:
-        for member in session.execute(
-            select(
-                Entity.household_id, Entity.id, Entity.label, Entity.properties, Entity.district_id
-            )
-            .where(
-                Entity.household_id.in_(list(members)),
-                Entity.merged_into_id.is_(None),
-                Entity.deleted.is_(False),
-            )
-            .order_by(Entity.created_at, Entity.label)
-        ):
+        for member in session.execute(_members_statement(), {"households": list(members)}):
             members[member.household_id].append(member)
-    return {
-        entity.id: household_record(session, entity, members[entity.id])
-        if entity.id in members
-        else person_record(entity)
-        for entity in entities
-    }
+    records: dict[Any, Any] = {}
+    for entity in entities:
+        if entity.id not in members:
+            records[entity.id] = person_record(entity)
+        elif bare is not None and entity.id in bare:
+            record = records[entity.id] = bare[entity.id]
+            record.members = [person_record(member) for member in members[entity.id]]
+        else:
+            records[entity.id] = household_record(session, entity, members[entity.id])
+    return records
 
 
 def _comparer(record: Any) -> Callable[[Any], matching.ComparisonVector]:
@@ -185,26 +211,28 @@ def _worth_comparing(
     record: Any,
     others: list[CandidateFields],
     review: float,
+    *,
+    comparer: matching.HouseholdComparer | None = None,
+    bare: dict[Any, matching.HouseholdRecord] | None = None,
 ) -> list[CandidateFields]:
     """The candidates that can still reach `review`. Loading and comparing two households'
     members is most of the cost of a pair, so households are first compared without them:
     when even the best members level the two households' sizes allow would leave a pair
     below review, it is new whatever the members say (weights add up), and their members
-    are neither loaded nor compared."""
+    are neither loaded nor compared. The households read without members are left in
+    `bare` for `_records`, and `comparer` keeps their normalised fields for the pairs kept."""
     if not isinstance(record, matching.HouseholdRecord) or "members" not in model.fields:
         return others
-    comparer = matching.HouseholdComparer(record)
+    comparer = comparer or matching.HouseholdComparer(record)
+    bare = {} if bare is None else bare
     size = len(record.members)
-    return [
-        other
-        for other in others
-        if comparer.can_reach(
-            household_record(session, other, members=[]),
-            model,
-            review,
-            members_at_most=matching.members_weight_at_most(model, size, other.member_count or 0),
-        )
-    ]
+    kept = []
+    for other in others:
+        other_record = bare[other.id] = household_record(session, other, members=[])
+        at_most = matching.members_weight_at_most(model, size, other.member_count or 0)
+        if comparer.can_reach(other_record, model, review, members_at_most=at_most):
+            kept.append(other)
+    return kept
 
 
 def identifier_keys(query: str) -> list[str]:
@@ -254,6 +282,7 @@ def _candidate_statement(weights: tuple[int, ...], households: bool) -> Select[A
             MatchKey.entity_id != bindparam("entity_id"),
         )
         .group_by(MatchKey.entity_id)
+        .having(shared >= bindparam("floor"))
         .order_by(shared_label.desc(), MatchKey.entity_id)
         .limit(bindparam("ranked"))
         .subquery()
@@ -304,7 +333,7 @@ def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Candida
     hundreds of households; a returning family shares more with its earlier record —
     another name pair, the same name pairs within its village, a phone or an ID — and
     ranks first, so only the few best are loaded and compared, whatever the size of the
-    registry."""
+    registry. A household must share at least `HOUSEHOLD_MIN_SHARED`."""
     if not keys:
         return []
     by_weight: dict[int, list[str]] = {}
@@ -317,6 +346,7 @@ def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Candida
         "entity_id": entity.id,
         "ranked": 2 * MAX_CANDIDATES,
         "cap": MAX_CANDIDATES,
+        "floor": HOUSEHOLD_MIN_SHARED if entity.list_name == HOUSEHOLDS else 1,
     }
     parameters |= {f"weight_{weight}": by_weight[weight] for weight in weighted}
     statement = _candidate_statement(weighted, entity.list_name == HOUSEHOLDS)
@@ -358,11 +388,23 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
     model = model_for(session, entity.list_name)
     limits = thresholds()
     found: list[MatchCandidate] = []
-    others = _worth_comparing(
-        session, model, record, candidates(session, entity, keys), limits.review
+    # One comparer for the whole search: the new record's fields, and each candidate's,
+    # are normalised once.
+    comparer = (
+        matching.HouseholdComparer(record) if isinstance(record, matching.HouseholdRecord) else None
     )
-    records = _records(session, others)
-    compare = _comparer(record)
+    bare: dict[Any, matching.HouseholdRecord] = {}
+    others = _worth_comparing(
+        session,
+        model,
+        record,
+        candidates(session, entity, keys),
+        limits.review,
+        comparer=comparer,
+        bare=bare,
+    )
+    records = _records(session, others, bare)
+    compare = comparer.compare if comparer is not None else _comparer(record)
     existing: dict[Any, MatchCandidate] | None = None
     for other in others:
         score = model.score(compare(records[other.id]))

@@ -534,15 +534,25 @@ class HouseholdComparer:
     `compare(other, members=False)` leaves the members out (level missing), and
     `can_reach` decides without them whether a pair is worth comparing members for."""
 
-    __slots__ = ("household", "_fields", "_members")
+    __slots__ = ("household", "_fields", "_members", "_others")
 
     def __init__(self, household: HouseholdRecord) -> None:
         self.household = household
         self._fields = _HouseholdFields.of(household)
         self._members: list[_Member] | None = None  # read when first compared
+        # The others' fields by record, normalised once when a pair is first looked at
+        # (`can_reach`, then `compare` for the pairs kept); the record is held so that its
+        # id() stays its own.
+        self._others: dict[int, tuple[HouseholdRecord, _HouseholdFields]] = {}
+
+    def _fields_of(self, other: HouseholdRecord) -> _HouseholdFields:
+        seen = self._others.get(id(other))
+        if seen is None:
+            seen = self._others[id(other)] = (other, _HouseholdFields.of(other))
+        return seen[1]
 
     def compare(self, other: HouseholdRecord, *, members: bool = True) -> ComparisonVector:
-        b = _HouseholdFields.of(other)
+        b = self._fields_of(other)
         levels, values = self._place_and_identifiers(b)
         similarity = self._head_name(b)
         share = None
@@ -569,7 +579,7 @@ class HouseholdComparer:
         `members_at_most`: `model.weight(compare(other, members=False)) + members_at_most
         >= minimum`, with the head's name (the costliest field) compared only when the
         best name level could still lift the other fields that far."""
-        b = _HouseholdFields.of(other)
+        b = self._fields_of(other)
         levels, _ = self._place_and_identifiers(b)
         weight = model.weight(ComparisonVector(levels)) + members_at_most
         names = model.fields.get("head_name", ())

@@ -64,6 +64,7 @@ def test_factory_keeps_unknown_overrides_as_extra_settings(make_app):
         ("DIIWAAN_SESSION_COOKIE_SECURE", "maybe", "expected true or false"),
         ("DIIWAAN_MATCH_MAX_CANDIDATES", "0", "must be between 1 and 10000"),
         ("DIIWAAN_MATCH_MAX_CANDIDATES", "thirty", "expected a whole number"),
+        ("DIIWAAN_MATCH_HOUSEHOLD_MIN_SHARED", "0", "must be between 1 and 100"),
     ],
 )
 def test_bad_setting_stops_the_start_with_an_error_naming_the_variable(

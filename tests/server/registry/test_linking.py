@@ -41,6 +41,7 @@ def household(
     members: tuple[tuple[str, str, str], ...] = (),
     id: uuid.UUID | None = None,
     index: bool = True,
+    born: str = "1985",
 ) -> Entity:
     """A registered household (the head among its members, as the form stores her), filed
     under its blocking keys unless `index` is false."""
@@ -48,7 +49,7 @@ def household(
     if phone:
         properties["phone"] = phone
     entity = HouseholdFactory(properties=properties, district_id=district.id, id=id or uuid.uuid4())
-    for full_name, sex, date_of_birth in ((head_name, "female", "1985"), *members):
+    for full_name, sex, date_of_birth in ((head_name, "female", born), *members):
         MemberFactory(
             properties={"full_name": full_name, "sex": sex, "date_of_birth": date_of_birth},
             district_id=district.id,
@@ -150,6 +151,73 @@ def test_a_household_with_more_namesakes_than_the_cap_still_links_to_its_earlier
 def test_the_cap_on_candidates_comes_from_the_settings(make_app):
     make_app(match_max_candidates=7)
     assert linking.MAX_CANDIDATES == 7
+
+
+def test_the_households_floor_comes_from_the_settings(make_app):
+    make_app(match_household_min_shared=3)
+    assert linking.HOUSEHOLD_MIN_SHARED == 3
+    make_app()
+    assert linking.HOUSEHOLD_MIN_SHARED == linking.DEFAULT_HOUSEHOLD_MIN_SHARED == 2
+
+
+def shared_weight(session: Session, a: Entity, b: Entity) -> int:
+    shared = matching.blocking_keys(linking._record(session, a)) & matching.blocking_keys(
+        linking._record(session, b)
+    )
+    return sum(matching.key_weight(key) for key in shared)
+
+
+def test_a_household_sharing_one_name_key_alone_is_no_candidate(session, district, monkeypatch):
+    # Given and father's names shared; another grandfather, another village, another year.
+    other_village = household(district, "Maxamed Cali Warsame", "Buulo Mareer", born="1960")
+    new = household(district, "Mohamed Ali Hassan", "Elasha Biyaha", index=False)
+    assert shared_weight(session, new, other_village) == 1
+
+    assert candidates_of(session, new) == []
+
+    monkeypatch.setattr(linking, "HOUSEHOLD_MIN_SHARED", 1)
+    assert candidates_of(session, new) == [other_village.id]
+
+
+@pytest.mark.parametrize(
+    ("head_name", "village", "phone"),
+    [
+        ("Maxamed Cali Warsame", "Ceelasha Biyaha", None),  # the name key within the village
+        ("Cumar Nuur Shire", "Buulo Mareer", "0615551234"),  # the phone alone
+    ],
+)
+def test_a_household_sharing_two_keys_or_an_identifier_is_a_candidate(
+    session, district, head_name, village, phone
+):
+    earlier = household(district, head_name, village, phone=phone, born="1960")
+    new = household(
+        district, "Mohamed Ali Hassan", "Elasha Biyaha", phone="0615551234", index=False
+    )
+    assert shared_weight(session, new, earlier) in (2, 5)
+
+    assert candidates_of(session, new) == [earlier.id]
+
+
+def test_people_have_no_floor(session, district):
+    # Members of two households sharing one name key: still compared (a person's keys are
+    # fewer, and FEBRL loses 3 % of its true pairs with a floor of 2).
+    first = household(district, "Cumar Nuur Shire", "Buulo Mareer")
+    second = household(district, "Xasan Cabdi Yuusuf", "Elasha Biyaha")
+    earlier = MemberFactory(
+        properties={"full_name": "Maxamed Cali Warsame", "sex": "male", "date_of_birth": "1960"},
+        district_id=district.id,
+        household_id=first.id,
+    )
+    linking.index(session, earlier)
+    new = MemberFactory(
+        properties={"full_name": "Mohamed Ali Hassan", "sex": "male", "date_of_birth": "1990"},
+        district_id=district.id,
+        household_id=second.id,
+    )
+    session.flush()
+    assert shared_weight(session, new, earlier) == 1
+
+    assert candidates_of(session, new) == [earlier.id]
 
 
 def test_the_model_is_the_latest_fit_of_the_list(session):
