@@ -124,10 +124,35 @@ def person_record(entity: EntityFields) -> matching.PersonRecord:
     )
 
 
+# A member's relationship to the head that makes her the head.
+HEAD_RELATIONSHIPS = frozenset({"head", "head_of_household", "household_head", "hoh", "self"})
+
+
+def other_members(
+    head: matching.PersonRecord, members: Sequence[EntityFields]
+) -> list[matching.PersonRecord]:
+    """The members of a household other than its head, as records. Forms list the head
+    among the members too (the household form's roster starts with her); she is compared
+    as the head already, and counted again among the members she made two namesakes'
+    households share a member — at a million households most of the wrong automatic links.
+    She is the member whose relationship says so, else the first named as the head."""
+    people = [person_record(member) for member in members]
+    for index, member in enumerate(members):
+        relationship = _text(member.properties, "relationship", "relation_to_head")
+        if relationship is not None and relationship.strip().lower() in HEAD_RELATIONSHIPS:
+            return people[:index] + people[index + 1 :]
+    head_name = matching.name_tokens(head.name)
+    for index, person in enumerate(people):
+        if head_name and matching.name_tokens(person.name) == head_name:
+            return people[:index] + people[index + 1 :]
+    return people
+
+
 def household_record(
     session: Session, entity: EntityFields, members: Sequence[EntityFields] | None = None
 ) -> matching.HouseholdRecord:
-    """The household as the matcher sees it; `members` when the caller has them already."""
+    """The household as the matcher sees it: its head, and its other members
+    (`other_members`); `members` (all of them) when the caller has them already."""
     from server.registry.service import members_of
 
     head = person_record(entity)  # the household's own place, phone and ID are the head's
@@ -136,7 +161,7 @@ def household_record(
     return matching.HouseholdRecord(
         id=str(entity.id),
         head=head,
-        members=[person_record(member) for member in members],
+        members=other_members(head, members),
         village=head.village,
         latitude=head.latitude,
         longitude=head.longitude,
@@ -188,7 +213,7 @@ def _records(
             records[entity.id] = person_record(entity)
         elif bare is not None and entity.id in bare:
             record = records[entity.id] = bare[entity.id]
-            record.members = [person_record(member) for member in members[entity.id]]
+            record.members = other_members(record.head, members[entity.id])
         else:
             records[entity.id] = household_record(session, entity, members[entity.id])
     return records
@@ -229,7 +254,13 @@ def _worth_comparing(
     kept = []
     for other in others:
         other_record = bare[other.id] = household_record(session, other, members=[])
-        at_most = matching.members_weight_at_most(model, size, other.member_count or 0)
+        # `member_count` counts the head too when she is listed among the members: the
+        # bound is taken over both counts.
+        count = other.member_count or 0
+        at_most = max(
+            matching.members_weight_at_most(model, size, count),
+            matching.members_weight_at_most(model, size, count - 1),
+        )
         if comparer.can_reach(other_record, model, review, members_at_most=at_most):
             kept.append(other)
     return kept

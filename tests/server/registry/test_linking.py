@@ -283,6 +283,8 @@ def test_a_household_too_small_to_share_most_members_is_dropped_before_its_membe
         ("Faadumo Cumar Xuseen", "female", "1987"),
         ("Caasha Maxamed", "female", "2012"),
         ("Nuur Maxamed", "male", "2014"),
+        ("Xaliimo Maxamed", "female", "2016"),
+        ("Cabdi Maxamed", "male", "2018"),
     )
     # Another grandfather: the heads' names differ, and only members could make the pair.
     alone = household(district, "Maxamed Cali Warsame", "Ceelasha Biyaha")
@@ -295,14 +297,68 @@ def test_a_household_too_small_to_share_most_members_is_dropped_before_its_membe
     found = linking.candidates(session, new, keys)
     assert {candidate.id: candidate.member_count for candidate in found} == {
         alone.id: 1,
-        family.id: 4,
+        family.id: 6,
     }
     model = linking.model_for(session, HOUSEHOLDS)
 
     worth = linking._worth_comparing(session, model, linking._record(session, new), found, 4.0)
 
-    # One member against four: at most 2/5 of them shared, too few to lift the pair.
+    # Five members besides the head against none (one, if her head were counted as a
+    # member): at most 2/6 of them shared, too few to lift the pair.
     assert [candidate.id for candidate in worth] == [family.id]
     assert [pair.candidate_id for pair in linking.index_and_match(session, new, None)] == [
         family.id
     ]
+
+
+def test_namesakes_of_one_village_are_not_linked_by_their_heads_counted_as_members(
+    session, district
+):
+    # Each head is also a member of her household, as the household form stores her. The
+    # heads agree, the wives do not: no member in common but the head, who is the head.
+    earlier = household(
+        district,
+        "Maxamed Cali Xasan",
+        "Ceelasha Biyaha",
+        members=(("Faadumo Cumar Xuseen", "female", "1987"),),
+    )
+    new = household(
+        district,
+        "Maxamed Cali Xasan",
+        "Ceelasha Biyaha",
+        members=(("Xaliimo Yuusuf Warsame", "female", "1990"),),
+        index=False,
+    )
+
+    pairs = linking.index_and_match(session, new, actor=None)
+
+    assert [pair.candidate_id for pair in pairs] == [earlier.id]
+    assert pairs[0].band == "review"
+    assert pairs[0].contributions["members"] < 0
+    assert new.merged_into_id is None
+
+
+def test_the_head_is_left_out_of_the_members_by_relationship_else_by_name(session, district):
+    entity = household(
+        district,
+        "Maxamed Cali Xasan",
+        "Ceelasha Biyaha",
+        members=(("Faadumo Cumar Xuseen", "female", "1987"),),
+    )
+    record = linking._record(session, entity)
+    assert [member.name for member in record.members] == ["Faadumo Cumar Xuseen"]
+
+    # Written differently from the household's head_name, but the roster says she is head.
+    head_member = next(
+        member
+        for member in session.query(Entity).filter(Entity.household_id == entity.id)
+        if member.properties["full_name"] == "Maxamed Cali Xasan"
+    )
+    head_member.properties = head_member.properties | {
+        "full_name": "Mohamed Ali Hassan Warsame",
+        "relationship": "head",
+    }
+    session.flush()
+    record = linking._record(session, entity)
+    assert [member.name for member in record.members] == ["Faadumo Cumar Xuseen"]
+    assert record.head.name == "Maxamed Cali Xasan"
