@@ -117,7 +117,7 @@ def parse_xml(
 
 def local_name(tag: str) -> str:
     """The element or attribute name without its namespace."""
-    return tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag
+    return tag.rpartition("}")[2] if tag.startswith("{") else tag
 
 
 def _children_named(element: Element, name: str) -> Iterator[Element]:
@@ -133,6 +133,14 @@ def _attribute(element: Element, name: str) -> str | None:
         if local_name(key) == name:
             return value
     return None
+
+
+def _attributes(element: Element) -> dict[str, str]:
+    """The attributes by local name; of two with one name, the first, as `_attribute`."""
+    attributes: dict[str, str] = {}
+    for key, value in element.attrib.items():
+        attributes.setdefault(local_name(key), value)
+    return attributes
 
 
 def _text(element: Element | None) -> str | None:
@@ -181,21 +189,22 @@ def read_envelope(
 
 def envelope_of(root: Element) -> Envelope:
     """The envelope of an already parsed submission."""
-    form_id = (_attribute(root, "id") or "").strip()
+    attributes = _attributes(root)
+    form_id = (attributes.get("id") or "").strip()
     if not form_id:
         raise InstanceError(
             f"submission XML has no form ID (the id attribute of <{local_name(root.tag)}>)"
         )
     meta = _child_named(root, "meta")
     instance_id = _text(_child_named(meta, "instanceID")) if meta is not None else None
-    instance_id = instance_id or (_attribute(root, "instanceID") or "").strip() or None
+    instance_id = instance_id or (attributes.get("instanceID") or "").strip() or None
     if instance_id is None:
         raise InstanceError("submission XML has no meta/instanceID")
 
-    encrypted = (_attribute(root, "encrypted") or "").strip().lower() in ("yes", "true")
+    encrypted = (attributes.get("encrypted") or "").strip().lower() in ("yes", "true")
     envelope = Envelope(
         form_id=form_id,
-        version=(_attribute(root, "version") or "").strip() or None,
+        version=(attributes.get("version") or "").strip() or None,
         instance_id=instance_id,
         deprecated_id=_text(_child_named(meta, "deprecatedID")) if meta is not None else None,
         instance_name=_text(_child_named(meta, "instanceName")) if meta is not None else None,
@@ -345,6 +354,27 @@ class _InstanceReader:
         self.attachments: list[str] = []
         self.entities: list[EntityAction] = []
         self.problems: list[str] = []
+        # By id(): the elements live as long as the tree, which outlives the reader.
+        self._children: dict[int, dict[str, Element]] = {}
+
+    def _child(self, element: Element, name: str) -> Element | None:
+        """The first child called `name`, as `_child_named`, with each element's children
+        indexed once: an entity's properties are all looked up in one container."""
+        children = self._children.get(id(element))
+        if children is None:
+            children = {}
+            for child in element:
+                children.setdefault(local_name(child.tag), child)
+            self._children[id(element)] = children
+        return children.get(name)
+
+    def _find(self, element: Element, names: list[str]) -> Element | None:
+        current: Element | None = element
+        for name in names:
+            if current is None:
+                return None
+            current = self._child(current, name)
+        return current
 
     def read_container(
         self,
@@ -358,7 +388,6 @@ class _InstanceReader:
         data: dict[str, JSONValue] = {}
         for child in element:
             name = local_name(child.tag)
-            child_definition_path = _join(definition_path, name)
             child_instance_path = _join(instance_path, name)
             node = nodes_by_name.get(name)
             if name == "meta" and node is None:
@@ -374,7 +403,7 @@ class _InstanceReader:
                     self.read_container(
                         child,
                         node.children,
-                        child_definition_path,
+                        _join(definition_path, name),
                         f"{child_instance_path}[{position + 1}]",
                         [*repeat_index, position],
                     )
@@ -386,7 +415,7 @@ class _InstanceReader:
                     self.read_container(
                         child,
                         node.children,
-                        child_definition_path,
+                        _join(definition_path, name),
                         child_instance_path,
                         repeat_index,
                     ),
@@ -461,15 +490,16 @@ class _InstanceReader:
         repeat_index: list[int],
     ) -> EntityAction | None:
         where = _join(instance_path, "meta/entity")
-        dataset = (_attribute(entity, "dataset") or "").strip()
-        create = _is_true(_attribute(entity, "create"))
-        update = _is_true(_attribute(entity, "update"))
+        attributes = _attributes(entity)
+        dataset = (attributes.get("dataset") or "").strip()
+        create = _is_true(attributes.get("create"))
+        update = _is_true(attributes.get("update"))
         if not (create or update):
             return None  # create_if / update_if did not hold: nothing to do
         if not dataset:
             self.problems.append(f"{where}: entity has no dataset")
             return None
-        entity_id = (_attribute(entity, "id") or "").strip()
+        entity_id = (attributes.get("id") or "").strip()
         if not _is_uuid4(entity_id):
             self.problems.append(f"{where}: entity id {entity_id!r} is not a v4 UUID")
         action = EntityAction(
@@ -477,9 +507,9 @@ class _InstanceReader:
             id=entity_id,
             create=create,
             update=update,
-            base_version=self._version(entity, "baseVersion", where),
-            trunk_version=self._version(entity, "trunkVersion", where),
-            branch_id=(_attribute(entity, "branchId") or "").strip() or None,
+            base_version=self._version(attributes, "baseVersion", where),
+            trunk_version=self._version(attributes, "trunkVersion", where),
+            branch_id=(attributes.get("branchId") or "").strip() or None,
             label=_text(_child_named(entity, "label")),
             instance_path=instance_path,
             repeat_index=list(repeat_index),
@@ -496,7 +526,7 @@ class _InstanceReader:
             relative = _relative_path(question_path, declaration.container_path)
             if relative is None:
                 continue
-            answer = _find_path(container, relative)
+            answer = self._find(container, relative)
             if answer is not None:
                 action.properties[property_name] = _text(answer)
         if definition_path != declaration.container_path:
@@ -506,8 +536,8 @@ class _InstanceReader:
             )
         return action
 
-    def _version(self, entity: Element, attribute: str, where: str) -> int | None:
-        raw = (_attribute(entity, attribute) or "").strip()
+    def _version(self, attributes: dict[str, str], attribute: str, where: str) -> int | None:
+        raw = (attributes.get(attribute) or "").strip()
         if not raw:
             return None
         if re.fullmatch(r"\d+", raw):
@@ -525,15 +555,6 @@ def _relative_path(path: str, container_path: str) -> list[str] | None:
     if not path.startswith(prefix):
         return None
     return path[len(prefix) :].split("/")
-
-
-def _find_path(element: Element, names: list[str]) -> Element | None:
-    current: Element | None = element
-    for name in names:
-        if current is None:
-            return None
-        current = _child_named(current, name)
-    return current
 
 
 def _is_true(value: str | None) -> bool:

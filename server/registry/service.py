@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, func, or_, select, text
+from sqlalchemy import delete, event, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from forms.definition import FormDefinition
@@ -127,65 +127,87 @@ def _district_for(
     session: Session,
     submission: Submission,
     properties: dict[str, Any],
-    known: dict[str, int | None],
+    unknown: set[str],
 ) -> int | None:
-    """The district a `district` property names (by code), else the submission's;
-    `known` remembers codes already looked up (a household and its members name one)."""
+    """The district a `district` property names (by code), else the submission's.
+
+    Codes found are remembered for the session's life (one batch of the worker, one
+    request): a household and its members, and the households of a batch, name a few
+    districts between them. `unknown` holds the codes this submission named that were
+    not found, so the next submission looks them up again."""
     code = properties.get("district")
-    if isinstance(code, str) and code:
-        if code not in known:
-            known[code] = session.scalar(select(District.id).where(District.code == code))
-        if known[code] is not None:
-            return known[code]
-    return submission.district_id
+    if not isinstance(code, str) or not code or code in unknown:
+        return submission.district_id
+    known: dict[str, int] = session.info.setdefault("registry_district_ids", {})
+    district_id = known.get(code)
+    if district_id is None:
+        district_id = session.scalar(select(District.id).where(District.code == code))
+        if district_id is None:
+            unknown.add(code)
+            return submission.district_id
+        known[code] = district_id
+    return district_id
 
 
 def record_submission_changes(
     session: Session, submission: Submission, parsed: ParsedInstance, definition: FormDefinition
-) -> list[PendingChange]:
+) -> int:
     """Turn a processed submission's entity blocks into pending changes, then apply them at
-    once when the form says "on receipt". Reprocessing replaces what was not applied yet."""
-    existing = list(
-        session.scalars(select(PendingChange).where(PendingChange.submission_id == submission.id))
+    once when the form says "on receipt". Reprocessing replaces what was not applied yet.
+    Returns how many changes were recorded (0 when they are already in the registry).
+
+    The worker calls this for every submission, so the changes go in as plain rows in
+    one executemany INSERT rather than as ORM objects, and only a submission processed
+    before has any to delete."""
+    session.flush()  # what the session holds of this submission's changes, in the rows
+    states = (
+        session.connection()
+        .execute(select(PendingChange.state).where(PendingChange.submission_id == submission.id))
+        .scalars()
+        .all()
     )
-    if any(change.state == "applied" for change in existing):
-        return existing  # already in the registry; reprocessing must not apply twice
-    for change in existing:
-        session.delete(change)
-    session.flush()
-    changes: list[PendingChange] = []
-    household_by_scope: dict[str, uuid.UUID] = {}
-    districts: dict[str, int | None] = {}
+    if "applied" in states:
+        return 0  # already in the registry; reprocessing must not apply twice
+    if states:
+        session.execute(delete(PendingChange).where(PendingChange.submission_id == submission.id))
+    rows: list[dict[str, Any]] = []
+    household_id: uuid.UUID | None = None
+    unknown_districts: set[str] = set()
     for position, action in enumerate(parsed.entities):
         try:
             entity_id = uuid.UUID(action.id)
         except ValueError:
             continue  # forms/ already recorded the bad id as a parse problem
-        properties = {k: v for k, v in action.properties.items()}
+        properties = dict(action.properties)
         if action.dataset == HOUSEHOLDS and not action.repeat_index:
-            household_by_scope[""] = entity_id
-        change = PendingChange(
-            submission_id=submission.id,
-            position=position,
-            list_name=action.dataset,
-            entity_id=entity_id,
-            create=action.create,
-            update=action.update,
-            label=action.label,
-            properties=properties,
-            base_version=action.base_version,
-            trunk_version=action.trunk_version,
-            branch_id=action.branch_id,
-            parent_entity_id=household_by_scope.get("") if action.dataset == MEMBERS else None,
-            district_id=_district_for(session, submission, properties, districts),
-            state="pending",
+            household_id = entity_id
+        rows.append(
+            {
+                "submission_id": submission.id,
+                "position": position,
+                "list_name": action.dataset,
+                "entity_id": entity_id,
+                "create": action.create,
+                "update": action.update,
+                "label": action.label,
+                "properties": properties,
+                "base_version": action.base_version,
+                "trunk_version": action.trunk_version,
+                "branch_id": action.branch_id,
+                "parent_entity_id": household_id if action.dataset == MEMBERS else None,
+                "district_id": _district_for(session, submission, properties, unknown_districts),
+                "state": "pending",
+                "message": None,
+                "created_at": utcnow(),
+            }
         )
-        session.add(change)
-        changes.append(change)
-    session.flush()
-    if changes and submission.form.registry_mode == "receipt":
+    if not rows:
+        return 0
+    # Core, not the ORM's bulk insert, which would split the rows by the None among them.
+    session.connection().execute(insert(PendingChange), rows)
+    if submission.form.registry_mode == "receipt":
         apply_submission_changes(session, submission, actor=None)
-    return changes
+    return len(rows)
 
 
 def pending_changes(session: Session, submission: Submission) -> list[PendingChange]:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from server import jobs
+from server.blobs import blob_store
 from server.db import as_utc, db, utcnow
 from server.intake import hooks, processing
 from server.intake.models import Submission
@@ -260,6 +261,75 @@ def test_in_a_batch_a_failing_submission_rolls_back_alone(
     assert (rows[flaky].review_state, rows[flaky].data) == ("received", None)
     assert rows[flaky].last_error == "RuntimeError: registry briefly unavailable"
     assert "signature" in (rows[bad.instance_id].last_error or "").lower()
+
+
+def test_in_a_batch_a_submission_failing_after_decryption_keeps_nothing_of_the_attempt(
+    household, device, session, worker, temporary_hook
+):
+    """The worker writes a submission's outcome (data, state, decrypted attachments)
+    before its hooks run; a hook that fails rolls all of it back, in the database and in
+    what the batch's session believes, so the failure is recorded on the row as it was
+    and the retry starts from there."""
+    before = post_plain(device, head_first_name="Abdi")
+    encrypted = post_encrypted(device, household.key.public_key, hh_size=4)
+    after = post_plain(device, head_first_name="Xasan")
+    failing = {encrypted.instance_id}
+
+    def registry(hook_session, submission, parsed, definition):
+        if submission.instance_id in failing:
+            raise RuntimeError("registry briefly unavailable")
+
+    temporary_hook(registry)
+    assert worker() == 3
+    assert [only_submission(session, i).processing_state for i in (before, after)] == [
+        "processed",
+        "processed",
+    ]
+    failed = only_submission(session, encrypted.instance_id)
+    assert (failed.processing_state, failed.attempts, failed.last_error) == (
+        "queued",
+        1,
+        "RuntimeError: registry briefly unavailable",
+    )
+    assert (failed.data, failed.processed_at, failed.lease_until, failed.parse_problems) == (
+        None,
+        None,
+        None,
+        [],
+    )
+    assert [(a.plain_name, a.plain_sha256) for a in failed.attachments] == [(None, None)] * 2
+
+    failing.clear()
+    make_due(session, encrypted.instance_id)
+    session.commit()
+    assert worker() == 1
+    done = only_submission(session, encrypted.instance_id)
+    assert (done.processing_state, done.attempts, done.data["hh_size"]) == ("processed", 2, 4)
+    assert done.attachments[0].plain_name == PHOTO_NAME
+
+
+def test_in_a_batch_a_submission_leased_away_meanwhile_is_left_alone(
+    household, device, session, settings
+):
+    """The batch loads its submissions once, as leased to this worker: one that another
+    worker has taken over since (its lease expired) is neither read nor written."""
+    ours, taken = post_plain(device), post_plain(device)
+    with db.job_session() as job_session:
+        leased = processing.claim_batch(job_session, "slow-worker", 60, 20)
+    assert len(leased) == 2
+    taken_id = only_submission(session, taken).id
+    session.execute(update(Submission).where(Submission.id == taken_id).values(leased_by="other"))
+    session.commit()
+    context = processing.WorkerContext(
+        database=db,
+        store=blob_store(settings.data_dir),
+        key_encryption_key=settings.key_encryption_key,
+        worker_id="slow-worker",
+    )
+    assert processing._work_batch(context, leased, batch=20)[0] == 2
+    assert only_submission(session, ours).processing_state == "processed"
+    left = only_submission(session, taken)
+    assert (left.processing_state, left.leased_by, left.data) == ("processing", "other", None)
 
 
 def test_backoff_doubles_and_gives_up_after_the_last_attempt(
