@@ -160,6 +160,11 @@ def claim_batch(
             lease_until=now + dt.timedelta(seconds=lease_seconds),
             leased_by=worker_id,
             attempts=Submission.attempts + 1,
+            # Should its worker die, it queues behind the submissions leased before it:
+            # retries take turns, so a run of crashes is spread over what was in flight
+            # instead of being charged to the oldest submission every time until it
+            # gives up.
+            next_attempt_at=now,
         )
     )
     return leased

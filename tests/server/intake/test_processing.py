@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import uuid
 
 import pytest
 from sqlalchemy import select, update
@@ -429,6 +430,31 @@ def test_a_worker_takes_over_an_expired_lease_without_the_scheduler(
     assert worker() == 1
     done = only_submission(session, instance_id)
     assert (done.processing_state, done.attempts) == ("processed", 2)
+
+
+def test_submissions_whose_workers_died_are_retried_in_turn(household, device, session):
+    first, second = post_plain(device), post_plain(device)
+    with db.job_session() as job_session:
+        leased = processing.claim_batch(job_session, "killed-worker", 60, limit=2)
+    assert len(leased) == 2
+
+    def worker_dies() -> None:
+        session.execute(update(Submission).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+        session.flush()
+
+    def retried() -> uuid.UUID | None:
+        with db.job_session() as job_session:
+            return processing.claim(job_session, "next-worker", lease_seconds=60)
+
+    worker_dies()
+    oldest = retried()
+    assert oldest == only_submission(session, first).id  # received first, retried first
+    worker_dies()  # the retry's worker dies too: the other one's turn
+    assert retried() == only_submission(session, second).id
+    worker_dies()
+    assert retried() == oldest
+    session.expire_all()
+    assert [only_submission(session, i).attempts for i in (first, second)] == [3, 2]
 
 
 def test_a_submission_that_keeps_killing_workers_is_failed_not_retried_forever(
