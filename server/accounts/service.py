@@ -524,7 +524,7 @@ def issue_token(
         raise Conflict(f"{user.username} is deactivated")
     if kind == "device" and user.role != "enumerator":
         raise ValidationFailed("device tokens are for enumerators' tablets")
-    secret = secrets.token_urlsafe(32)
+    secret = _new_secret()
     token = Token(
         user=user,
         kind=kind,
@@ -537,6 +537,16 @@ def issue_token(
     session.flush()
     audit(session, actor or user, "token.create", token, kind=kind, user=user.username, name=name)
     return token, secret
+
+
+def _new_secret() -> str:
+    """A token's secret: 32 random bytes, URL-safe. Never starting with '-', which a
+    command line takes for an option (`diiwaan-sync enroll URL -x…` fails: 1 secret in
+    64 would)."""
+    while True:
+        secret = secrets.token_urlsafe(32)
+        if not secret.startswith("-"):
+            return secret
 
 
 def user_for_token(session: Session, secret: str, *, kind: str | None = None) -> tuple[User, Token]:

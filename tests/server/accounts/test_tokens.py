@@ -260,3 +260,15 @@ def test_revoke_button_revokes_the_token(browser, session):
     assert response.headers["Location"] == f"/users/{enumerator.id}"
     session.expire_all()
     assert session.get(Token, token.id).revoked_at is not None
+
+
+def test_no_secret_starts_with_a_dash_a_command_line_would_take_for_an_option(session, monkeypatch):
+    # token_urlsafe's alphabet includes '-': one secret in 64 would start with it.
+    drawn = iter(["-starts-with-a-dash-" + "x" * 23, "plain-" + "y" * 37])
+    monkeypatch.setattr(service.secrets, "token_urlsafe", lambda _nbytes: next(drawn))
+    enumerator = UserFactory(districts=[DistrictFactory(name="Hodan")])
+
+    _token, secret = service.issue_token(session, None, enumerator, kind="device")
+
+    assert secret == "plain-" + "y" * 37
+    assert service.user_for_token(session, secret)[0] == enumerator
