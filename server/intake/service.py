@@ -307,6 +307,19 @@ def _resubmission(
     added = _attach(existing, incoming.files)
     was_waiting = existing.processing_state == "waiting"
     _update_completeness(existing, incoming.incomplete)
+    if (
+        added
+        and existing.processing_state == "processed"
+        and existing.review_state not in ("approved", "rejected")
+    ):
+        # Files that came after processing (a client that sends them later): processed
+        # again, so its attachment links and "never received" problems see them.
+        # Processing replaces what it wrote; what reached the registry stays applied once.
+        # Not once a supervisor has decided: reprocessing would make a rejected
+        # submission's discarded registry changes pending again.
+        existing.processing_state = "queued"
+        existing.attempts = 0
+        existing.next_attempt_at = utcnow()
     if added or (was_waiting and existing.processing_state != "waiting"):
         return Decision(Outcome.ATTACHMENTS_ADDED, "attachments received", existing, envelope)
     return Decision(Outcome.DUPLICATE, "this submission was already received", existing, envelope)

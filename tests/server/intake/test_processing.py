@@ -12,6 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
+from forms.instance import read_envelope
 from server import jobs
 from server.blobs import blob_store
 from server.db import as_utc, db, utcnow
@@ -135,6 +136,47 @@ def test_an_attachment_referenced_but_never_sent_is_recorded_as_a_problem(
     assert submission.parse_problems == [
         f"attachment {PHOTO_NAME} was referenced but never received"
     ]
+
+
+def test_an_attachment_sent_after_processing_is_processed_again_with_it(
+    household, device, session, worker, store
+):
+    xml = household_instance_xml()
+    instance_id = read_envelope(xml).instance_id
+    assert device.post(xml).status_code == 201
+    worker()
+    assert only_submission(session, instance_id).parse_problems
+
+    assert device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code == 201
+    requeued = only_submission(session, instance_id)
+    assert requeued.processing_state == "queued"
+
+    assert worker() == 1
+    session.expire_all()
+    done = only_submission(session, instance_id)
+    assert (done.processing_state, done.parse_problems) == ("processed", [])
+    assert {a.name: store.read(a.sha256) for a in done.attachments} == {PHOTO_NAME: PHOTO}
+    # The same files again: nothing new, nothing processed again.
+    assert device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code == 202
+    assert worker() == 0
+
+
+def test_a_file_sent_after_a_supervisor_decided_is_stored_but_not_processed_again(
+    household, device, session, worker, store
+):
+    xml = household_instance_xml()
+    instance_id = read_envelope(xml).instance_id
+    assert device.post(xml).status_code == 201
+    worker()
+    session.execute(update(Submission).values(review_state="rejected"))
+    session.flush()
+
+    assert device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code == 201
+
+    kept = only_submission(session, instance_id)
+    assert (kept.processing_state, kept.review_state) == ("processed", "rejected")
+    assert {a.name: store.read(a.sha256) for a in kept.attachments} == {PHOTO_NAME: PHOTO}
+    assert worker() == 0
 
 
 def test_encrypted_with_another_key_fails_with_the_reason(household, device, session, worker):
