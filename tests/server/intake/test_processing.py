@@ -138,16 +138,25 @@ def test_an_attachment_referenced_but_never_sent_is_recorded_as_a_problem(
     ]
 
 
+def processed_without_its_photo(device, worker) -> tuple[bytes, str]:
+    """A household posted without the photo it references, then processed; (XML, ID)."""
+    xml = household_instance_xml()
+    assert device.post(xml).status_code == 201
+    worker()
+    return xml, read_envelope(xml).instance_id
+
+
+def send_the_photo(device, xml: bytes) -> int:
+    return device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code
+
+
 def test_an_attachment_sent_after_processing_is_processed_again_with_it(
     household, device, session, worker, store
 ):
-    xml = household_instance_xml()
-    instance_id = read_envelope(xml).instance_id
-    assert device.post(xml).status_code == 201
-    worker()
+    xml, instance_id = processed_without_its_photo(device, worker)
     assert only_submission(session, instance_id).parse_problems
 
-    assert device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code == 201
+    assert send_the_photo(device, xml) == 201
     requeued = only_submission(session, instance_id)
     assert requeued.processing_state == "queued"
 
@@ -157,21 +166,18 @@ def test_an_attachment_sent_after_processing_is_processed_again_with_it(
     assert (done.processing_state, done.parse_problems) == ("processed", [])
     assert {a.name: store.read(a.sha256) for a in done.attachments} == {PHOTO_NAME: PHOTO}
     # The same files again: nothing new, nothing processed again.
-    assert device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code == 202
+    assert send_the_photo(device, xml) == 202
     assert worker() == 0
 
 
 def test_a_file_sent_after_a_supervisor_decided_is_stored_but_not_processed_again(
     household, device, session, worker, store
 ):
-    xml = household_instance_xml()
-    instance_id = read_envelope(xml).instance_id
-    assert device.post(xml).status_code == 201
-    worker()
+    xml, instance_id = processed_without_its_photo(device, worker)
     session.execute(update(Submission).values(review_state="rejected"))
     session.flush()
 
-    assert device.post(xml, [Attachment(PHOTO_NAME, PHOTO, "image/jpeg")]).status_code == 201
+    assert send_the_photo(device, xml) == 201
 
     kept = only_submission(session, instance_id)
     assert (kept.processing_state, kept.review_state) == ("processed", "rejected")
