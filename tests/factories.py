@@ -79,25 +79,27 @@ class SupervisorFactory(UserFactory):
     username = factory.Sequence(lambda n: f"supervisor{n}")
 
 
-class HouseholdFactory(Base):
+class _EntityFactory(Base):
+    """A registry record labelled by its `label_property`."""
+
+    class Meta:
+        model = Entity
+        exclude = ("label_property",)
+
+    id = factory.LazyFunction(uuid.uuid4)
+    label = factory.LazyAttribute(lambda e: e.properties.get(e.label_property, ""))
+    properties = factory.LazyFunction(dict)
+
+
+class HouseholdFactory(_EntityFactory):
     """A household in the registry, as the registration form stores it."""
 
-    class Meta:
-        model = Entity
-
-    id = factory.LazyFunction(uuid.uuid4)
     list_name = HOUSEHOLDS
-    label = factory.LazyAttribute(lambda h: h.properties.get("head_name", ""))
-    properties = factory.LazyFunction(dict)
+    label_property = "head_name"
 
 
-class MemberFactory(Base):
+class MemberFactory(_EntityFactory):
     """A person of a household (the head among them, as the form stores her)."""
 
-    class Meta:
-        model = Entity
-
-    id = factory.LazyFunction(uuid.uuid4)
     list_name = MEMBERS
-    label = factory.LazyAttribute(lambda m: m.properties.get("full_name", ""))
-    properties = factory.LazyFunction(dict)
+    label_property = "full_name"
