@@ -23,6 +23,8 @@ from server.db import Base, utcnow
 #   encrypted  self-managed key: stored encrypted, decrypt offline with `diiwaan decrypt`
 PROCESSING_STATES = ("waiting", "queued", "processing", "processed", "failed", "encrypted")
 REVIEW_STATES = ("received", "has_issues", "edited", "approved", "rejected")
+# A supervisor's final decisions: after them a submission is not processed again by itself.
+DECIDED_REVIEW_STATES = ("approved", "rejected")
 
 
 class Submission(Base):

@@ -27,7 +27,7 @@ from server.blobs import StoredBlob
 from server.catalog.models import Form, FormVersion, form_district
 from server.db import utcnow
 from server.errors import Forbidden, NotFound
-from server.intake.models import Submission, SubmissionAttachment
+from server.intake.models import DECIDED_REVIEW_STATES, Submission, SubmissionAttachment
 
 
 class Outcome(enum.Enum):
@@ -310,7 +310,7 @@ def _resubmission(
     if (
         added
         and existing.processing_state == "processed"
-        and existing.review_state not in ("approved", "rejected")
+        and existing.review_state not in DECIDED_REVIEW_STATES
     ):
         # Files that came after processing (a client that sends them later): processed
         # again, so its attachment links and "never received" problems see them.

@@ -29,7 +29,7 @@ MAX_CANDIDATES = DEFAULT_MAX_CANDIDATES
 # The least a household must share with a new one (keys counted with
 # `matching.key_weight`) to be its candidate: two keys, or a phone or an ID. A household
 # sharing one name key alone — a namesake of another village, nothing else in common —
-# is not compared (docs/matching.md, "The floor"). People have no floor.
+# is not compared (docs/matching.md, "The households' floor"). People have no floor.
 DEFAULT_HOUSEHOLD_MIN_SHARED = 2
 HOUSEHOLD_MIN_SHARED = DEFAULT_HOUSEHOLD_MIN_SHARED
 _thresholds: dict[str, matching.Thresholds] = {}
@@ -259,7 +259,7 @@ def _worth_comparing(
         count = other.member_count or 0
         at_most = max(
             matching.members_weight_at_most(model, size, count),
-            matching.members_weight_at_most(model, size, count - 1),
+            matching.members_weight_at_most(model, size, max(0, count - 1)),
         )
         if comparer.can_reach(other_record, model, review, members_at_most=at_most):
             kept.append(other)

@@ -44,7 +44,7 @@ from server.db import as_utc, utcnow
 from server.errors import Conflict, ValidationFailed
 from server.i18n import _
 from server.intake import service as intake
-from server.intake.models import REVIEW_STATES, Submission
+from server.intake.models import DECIDED_REVIEW_STATES, REVIEW_STATES, Submission
 from server.registry import service as registry
 from server.registry.models import (
     Entity,
@@ -58,7 +58,7 @@ from server.review.models import ReviewTransition, SubmissionComment, Submission
 # Waiting for a decision; a decision is final (approval applied registry changes,
 # rejection discarded them).
 WAITING = ("received", "has_issues", "edited")
-FINAL = ("approved", "rejected")
+FINAL = DECIDED_REVIEW_STATES
 # What a supervisor sets; "edited" comes from editing the data.
 DECISIONS = ("has_issues", "approved", "rejected")
 STATE_LABELS = {
