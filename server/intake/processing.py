@@ -28,7 +28,7 @@ from server.blobs import BlobStore
 from server.catalog import service as catalog
 from server.catalog.models import FormVersion
 from server.db import Database, utcnow
-from server.intake.hooks import run_processed_hooks
+from server.intake.hooks import Processed, run_processed_hooks
 from server.intake.models import Submission, SubmissionAttachment
 from sync import crypto
 
@@ -256,7 +256,7 @@ def process_one(session: Session, context: WorkerContext, submission_id: uuid.UU
     if submission is None:
         _log_lost_lease(context, submission_id)
         return
-    _process(session, context, submission)
+    _write_results(session, [_prepare(session, context, submission)])
 
 
 def _log_lost_lease(context: WorkerContext, submission_id: uuid.UUID) -> None:
@@ -271,30 +271,33 @@ _UPDATE_BY_ID = {
 }
 
 
-def _write(session: Session, row: Submission | SubmissionAttachment, **values: Any) -> None:
-    """Set the worker's columns of a loaded row with one plain UPDATE, and on the object
-    as already written (not as changes to flush): the unit of work costs more CPU than
-    the rest of an item's statements together. A hook's own changes to the object are
-    still flushed as usual. If the savepoint rolls back, the caller expires what the
-    session holds, so that nothing written here is believed."""
-    session.connection().execute(_UPDATE_BY_ID[type(row)], {"row_id": row.id, **values})
-    for key, value in values.items():
-        set_committed_value(row, key, value)
+@dataclass
+class _Result:
+    """What processing made of one submission, not yet written: the worker works out a
+    whole batch first, then writes it in a few statements."""
+
+    submission: Submission
+    values: dict[str, Any]  # the submission's columns
+    plain_files: list[tuple[SubmissionAttachment, dict[str, Any]]] = field(default_factory=list)
+    processed: Processed | None = None  # what the hooks get; None when nothing was read
 
 
-def _process(session: Session, context: WorkerContext, submission: Submission) -> None:
-    """Do the work for one loaded, locked, leased submission."""
+def _prepare(session: Session, context: WorkerContext, submission: Submission) -> _Result:
+    """Decrypt and parse one loaded, locked, leased submission, writing nothing to the
+    database (the decrypted files go to the blob store, which is content-addressed:
+    storing them again on a retry changes nothing)."""
     version = submission.form_version
     if submission.encrypted and version.encryption == "self-managed":
-        _write(session, submission, processing_state="encrypted", lease_until=None)
-        return
+        return _Result(submission, {"processing_state": "encrypted", "lease_until": None})
+    result = _Result(submission, {})
     if submission.encrypted:
         xml, media = decrypt(session, context, submission)
         for attachment in submission.attachments:
             plain_name = attachment.name.removesuffix(".enc")
             if plain_name in media:
                 stored = context.store.put_bytes(media[plain_name])
-                _write(session, attachment, plain_sha256=stored.sha256, plain_name=plain_name)
+                values = {"plain_sha256": stored.sha256, "plain_name": plain_name}
+                result.plain_files.append((attachment, values))
     else:
         xml = context.store.read(submission.xml_sha256)
     definition = context.definition(version)
@@ -306,28 +309,56 @@ def _process(session: Session, context: WorkerContext, submission: Submission) -
     if instance_name is None and parsed.envelope.instance_name:
         # An encrypted manifest carries no instanceName; the decrypted instance does.
         instance_name = parsed.envelope.instance_name[:500]
-    received = {a.plain_name or a.name for a in submission.attachments if a.sha256}
+    plain_names = {id(a): values["plain_name"] for a, values in result.plain_files}
+    received = {
+        plain_names.get(id(a), a.plain_name or a.name) for a in submission.attachments if a.sha256
+    }
     missing = [name for name in parsed.attachments if name not in received]
     district_id = submission.district_id
     if district_id is None:
         district_id = _district_from_answers(session, definition, parsed.data)
-    # Complete before the hooks see it; a hook that raises rolls it back with its own
-    # writes.
-    _write(
-        session,
-        submission,
-        data=parsed.data,
-        instance_name=instance_name,
-        parse_problems=parsed.problems
+    result.values = {
+        "data": parsed.data,
+        "instance_name": instance_name,
+        "parse_problems": parsed.problems
         + [f"attachment {name} was referenced but never received" for name in missing],
-        district_id=district_id,
-        processing_state="processed",
-        processed_at=utcnow(),
-        lease_until=None,
-        last_error=None,
-    )
-    run_processed_hooks(session, submission, parsed, definition)
+        "district_id": district_id,
+        "processing_state": "processed",
+        "processed_at": utcnow(),
+        "lease_until": None,
+        "last_error": None,
+    }
+    result.processed = Processed(submission, parsed, definition)
+    return result
+
+
+def _write_results(session: Session, results: list[_Result]) -> None:
+    """Write what processing made of `results` — one executemany per table — then hand
+    them to the hooks, which see their submissions already processed. The columns are
+    written with plain UPDATEs and set on the ORM objects as already written (not as
+    changes to flush): the unit of work costs more CPU than the rest of an item's
+    statements together. A hook's own changes to the objects are still flushed as usual.
+    If the caller's savepoint rolls back, it expires what the session holds, so that
+    nothing written here is believed."""
+    _update_rows(session, SubmissionAttachment, [f for r in results for f in r.plain_files])
+    _update_rows(session, Submission, [(r.submission, r.values) for r in results])
+    run_processed_hooks(session, [r.processed for r in results if r.processed is not None])
     session.flush()
+
+
+def _update_rows(
+    session: Session,
+    model: type[Submission] | type[SubmissionAttachment],
+    rows: list[tuple[Any, dict[str, Any]]],
+) -> None:
+    """One executemany per set of columns (a self-managed submission sets fewer)."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row, values in rows:
+        by_columns.setdefault(tuple(values), []).append({"row_id": row.id, **values})
+        for key, value in values.items():
+            set_committed_value(row, key, value)
+    for parameters in by_columns.values():
+        session.connection().execute(_UPDATE_BY_ID[model], parameters)
 
 
 def _record_failure(
@@ -379,13 +410,17 @@ def _work_batch(
     context: WorkerContext, claimed: list[uuid.UUID], *, batch: int
 ) -> tuple[int, list[uuid.UUID]]:
     """Process the leased `claimed` (or lease up to `batch` first) in one transaction,
-    each submission in a savepoint, and lease the next batch in that same transaction:
-    one commit — one WAL flush — for the lot instead of one each. A submission that
-    fails rolls back to its savepoint and is recorded as failed in the batch's
-    transaction; the others keep their results. A worker killed mid-batch commits none
-    of it, and every submission of the batch is retried, alone (see `claim_batch`).
-    If the transaction itself fails (the connection drops, the commit fails), each
-    submission is processed again on its own. Returns (items handled, next leased)."""
+    and lease the next batch in that same transaction: one commit — one WAL flush — for
+    the lot instead of one each. Each submission is decrypted and parsed first, then
+    what they all became is written in a few statements (`_write_results`). A submission
+    that cannot be processed is recorded as failed in the batch's transaction; the
+    others keep their results. Should writing the batch fail (a hook raises for one
+    submission), it is rolled back to its savepoint and written again one submission at
+    a time, each in a savepoint of its own, so only the one at fault fails. A worker
+    killed mid-batch commits none of it, and every submission of the batch is retried,
+    alone (see `claim_batch`). If the transaction itself fails (the connection drops,
+    the commit fails), each submission is processed again on its own. Returns (items
+    handled, next leased)."""
     leased = claimed
     if not leased:
         with context.database.job_session() as session:
@@ -398,20 +433,19 @@ def _work_batch(
     try:
         with context.database.job_session() as session:
             submissions = _load_leased(session, context, leased)
+            results, failures = [], []
             for submission_id in leased:
                 submission = submissions.get(submission_id)
                 if submission is None:
                     _log_lost_lease(context, submission_id)
                     continue
                 try:
-                    with session.begin_nested():
-                        _process(session, context, submission)
+                    results.append(_prepare(session, context, submission))
                 except Exception as error:
-                    # The savepoint's writes are gone; `_write` set them on the objects
-                    # as if committed, so reload whatever is read from here on.
-                    session.expire_all()
-                    reason, permanent = _failure(submission_id, error)
-                    _mark_failed(session, context, submission_id, reason, permanent)
+                    failures.append((submission_id, *_failure(submission_id, error)))
+            _write_batch(session, context, results)
+            for submission_id, reason, permanent in failures:
+                _mark_failed(session, context, submission_id, reason, permanent)
             next_leased = claim_batch(session, context.worker_id, context.lease_seconds, batch)
     except Exception:
         log.exception("a batch of %d submissions failed as a whole; one at a time", len(leased))
@@ -419,6 +453,27 @@ def _work_batch(
             _work(context, submission_id)
         return len(leased), []
     return len(leased), next_leased
+
+
+def _write_batch(session: Session, context: WorkerContext, results: list[_Result]) -> None:
+    """Write a batch's results together; if that fails, one at a time."""
+    try:
+        with session.begin_nested():
+            _write_results(session, results)
+        return
+    except Exception:
+        # The savepoint's writes are gone; `_write_results` set them on the objects as
+        # if committed, so reload whatever is read from here on.
+        session.expire_all()
+        log.info("writing a batch of %d failed; one submission at a time", len(results))
+    for result in results:
+        submission_id = result.submission.id
+        try:
+            with session.begin_nested():
+                _write_results(session, [result])
+        except Exception as error:
+            session.expire_all()
+            _mark_failed(session, context, submission_id, *_failure(submission_id, error))
 
 
 def _give_back(context: WorkerContext, submission_ids: list[uuid.UUID]) -> None:

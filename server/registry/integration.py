@@ -6,31 +6,26 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from forms.definition import FormDefinition
-from forms.instance import ParsedInstance
 from server.accounts.models import User
 from server.accounts.service import visible_district_ids
 from server.catalog import service as catalog
 from server.catalog.models import FormVersion
-from server.intake.hooks import on_processed
-from server.intake.models import Submission
+from server.intake.hooks import Processed, on_processed_batch
 from server.registry import linking, service
 from server.registry.models import HOUSEHOLDS, MEMBERS, Entity
 
 ENTITY_LISTS = (HOUSEHOLDS, MEMBERS)
 
 
-def _record_changes(
-    session: Session, submission: Submission, parsed: ParsedInstance, definition: FormDefinition
-) -> None:
-    if parsed.entities:
-        service.record_submission_changes(session, submission, parsed, definition)
+def _record_changes(session: Session, processed: Sequence[Processed]) -> None:
+    service.record_changes(session, [(item.submission, item.parsed) for item in processed])
 
 
 class EntityListProvider:
@@ -115,7 +110,7 @@ provider = EntityListProvider()
 
 def init_app(app: Flask) -> None:
     settings = app.config["DIIWAAN"]
-    on_processed(_record_changes)
+    on_processed_batch(_record_changes)
     catalog.register_attachment_provider(provider)
     linking.configure(
         link=settings.match_link_weight,

@@ -13,6 +13,7 @@ import hashlib
 import io
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,25 +155,57 @@ def record_submission_changes(
 ) -> int:
     """Turn a processed submission's entity blocks into pending changes, then apply them at
     once when the form says "on receipt". Reprocessing replaces what was not applied yet.
-    Returns how many changes were recorded (0 when they are already in the registry).
+    Returns how many changes were recorded (0 when they are already in the registry)."""
+    return record_changes(session, [(submission, parsed)])
 
-    The worker calls this for every submission, so the changes go in as plain rows in
-    one executemany INSERT rather than as ORM objects, and only a submission processed
-    before has any to delete."""
-    session.flush()  # what the session holds of this submission's changes, in the rows
-    states = (
-        session.connection()
-        .execute(select(PendingChange.state).where(PendingChange.submission_id == submission.id))
-        .scalars()
-        .all()
-    )
-    if "applied" in states:
-        return 0  # already in the registry; reprocessing must not apply twice
-    if states:
-        session.execute(delete(PendingChange).where(PendingChange.submission_id == submission.id))
+
+def record_changes(session: Session, processed: Sequence[tuple[Submission, ParsedInstance]]) -> int:
+    """`record_submission_changes` for a batch of submissions: the worker hands on up to
+    a batch at a time, so the states of their existing changes are read in one query
+    and the new changes go in as plain rows in one executemany INSERT rather than as
+    ORM objects; only a submission processed before has any to delete. Submissions of
+    "on receipt" forms are then applied in their order."""
+    with_entities = [(s, p) for s, p in processed if p.entities]
+    if not with_entities:
+        return 0
+    session.flush()  # what the session holds of these submissions' changes, in the rows
+    states: dict[uuid.UUID, set[str]] = {}
+    for submission_id, state in session.connection().execute(
+        select(PendingChange.submission_id, PendingChange.state).where(
+            PendingChange.submission_id.in_([s.id for s, _ in with_entities])
+        )
+    ):
+        states.setdefault(submission_id, set()).add(state)
+    rows: list[dict[str, Any]] = []
+    replaced: list[uuid.UUID] = []
+    on_receipt: list[Submission] = []
+    for submission, parsed in with_entities:
+        existing = states.get(submission.id, set())
+        if "applied" in existing:
+            continue  # already in the registry; reprocessing must not apply twice
+        if existing:
+            replaced.append(submission.id)
+        new_rows = _pending_rows(session, submission, parsed)
+        rows.extend(new_rows)
+        if new_rows and submission.form.registry_mode == "receipt":
+            on_receipt.append(submission)
+    if replaced:
+        session.execute(delete(PendingChange).where(PendingChange.submission_id.in_(replaced)))
+    if rows:
+        # Core, not the ORM's bulk insert, which would split the rows by the None among them.
+        session.connection().execute(insert(PendingChange), rows)
+    for submission in on_receipt:
+        apply_submission_changes(session, submission, actor=None)
+    return len(rows)
+
+
+def _pending_rows(
+    session: Session, submission: Submission, parsed: ParsedInstance
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     household_id: uuid.UUID | None = None
     unknown_districts: set[str] = set()
+    now = utcnow()
     for position, action in enumerate(parsed.entities):
         try:
             entity_id = uuid.UUID(action.id)
@@ -198,16 +231,10 @@ def record_submission_changes(
                 "district_id": _district_for(session, submission, properties, unknown_districts),
                 "state": "pending",
                 "message": None,
-                "created_at": utcnow(),
+                "created_at": now,
             }
         )
-    if not rows:
-        return 0
-    # Core, not the ORM's bulk insert, which would split the rows by the None among them.
-    session.connection().execute(insert(PendingChange), rows)
-    if submission.form.registry_mode == "receipt":
-        apply_submission_changes(session, submission, actor=None)
-    return len(rows)
+    return rows
 
 
 def pending_changes(session: Session, submission: Submission) -> list[PendingChange]:

@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from forms.instance import read_envelope
 from server import jobs
@@ -49,6 +49,22 @@ def temporary_hook():
     finally:
         for hook in registered:
             hooks._processed_hooks.remove(hook)
+
+
+@pytest.fixture
+def temporary_batch_hook():
+    """`temporary_batch_hook(fn)` registers an on_processed_batch hook for this test only."""
+    registered = []
+
+    def register(hook):
+        registered.append(hooks.on_processed_batch(hook))
+        return hook
+
+    try:
+        yield register
+    finally:
+        for hook in registered:
+            hooks._batch_hooks.remove(hook)
 
 
 def post_plain(device, **answers) -> str:
@@ -355,6 +371,80 @@ def test_in_a_batch_a_submission_failing_after_decryption_keeps_nothing_of_the_a
     done = only_submission(session, encrypted.instance_id)
     assert (done.processing_state, done.attempts, done.data["hh_size"]) == ("processed", 2, 4)
     assert done.attachments[0].plain_name == PHOTO_NAME
+
+
+def test_a_batch_is_written_in_one_statement_per_table_and_handed_on_at_once(
+    household, device, session, worker, temporary_batch_hook
+):
+    """A batch's results are written together — one executemany UPDATE of the
+    submissions, one of the decrypted files — and batch hooks get the whole batch in one
+    call, each submission already marked processed."""
+    plain = [post_plain(device, head_first_name=name) for name in ("Abdi", "Cumar")]
+    encrypted = [post_encrypted(device, household.key.public_key, hh_size=n) for n in (3, 4)]
+    calls = []
+
+    def registry(hook_session, processed):
+        states = hook_session.execute(
+            select(Submission.instance_id, Submission.processing_state).where(
+                Submission.id.in_([item.submission.id for item in processed])
+            )
+        ).all()
+        calls.append(dict(states))
+
+    temporary_batch_hook(registry)
+    updates = []
+
+    def count_updates(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith(("UPDATE submission ", "UPDATE submission_attachment ")):
+            updates.append((statement.split()[1], executemany))
+
+    assert db.engine is not None
+    event.listen(db.engine, "before_cursor_execute", count_updates)
+    try:
+        assert worker() == 4
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count_updates)
+    instance_ids = [*plain, *(e.instance_id for e in encrypted)]
+    assert calls == [dict.fromkeys(instance_ids, "processed")]
+    # Besides leasing the batch (one UPDATE), one statement for each table.
+    assert sorted(updates) == [
+        ("submission", False),
+        ("submission", True),
+        ("submission_attachment", True),
+    ]
+
+
+def test_a_batch_hook_that_fails_fails_only_the_submission_at_fault(
+    household, device, session, worker, temporary_batch_hook
+):
+    """When writing the batch fails, it is written again one submission at a time: the
+    others keep their results, and only the one at fault is retried later."""
+    first, flaky, last = (
+        post_plain(device, head_first_name=name) for name in ("Abdi", "Cumar", "Xasan")
+    )
+    seen = []
+
+    def registry(hook_session, processed):
+        instance_ids = [item.submission.instance_id for item in processed]
+        seen.append(instance_ids)
+        for item in processed:
+            item.submission.review_state = "has_issues"  # must not survive the failure
+        if flaky in instance_ids:
+            raise RuntimeError("registry briefly unavailable")
+
+    temporary_batch_hook(registry)
+    assert worker() == 3
+    assert seen == [[first, flaky, last], [first], [flaky], [last]]
+    rows = {i: only_submission(session, i) for i in (first, flaky, last)}
+    assert {i: (r.processing_state, r.review_state) for i, r in rows.items()} == {
+        first: ("processed", "has_issues"),
+        flaky: ("queued", "received"),
+        last: ("processed", "has_issues"),
+    }
+    assert (rows[flaky].data, rows[flaky].last_error) == (
+        None,
+        "RuntimeError: registry briefly unavailable",
+    )
 
 
 def test_in_a_batch_a_submission_leased_away_meanwhile_is_left_alone(

@@ -115,3 +115,35 @@ def test_a_district_unknown_to_one_submission_is_looked_up_again_for_the_next(se
     session.flush()
     assert record("galkayo").district_id == galkayo.id
     assert record("wadajir").district_id == site["wadajir"].id
+
+
+def test_one_call_for_a_batch_keeps_applied_replaces_pending_and_adds_new(session, on_approval):
+    """The worker hands on a batch at once: a submission whose changes are in the
+    registry gets none again, one processed before has its pending changes replaced, a
+    new one gets its own — all in one call."""
+    site = on_approval
+    definition = catalog.definition_of(site["forms"]["household_registration"].version)
+    xmls = [household_xml(members=members(count)) for count in (1, 2, 0)]
+    applied, pending, new = (submit(session, site, site["amina"], xml) for xml in xmls)
+    assert drain(site) == 3
+    # changes_of expires what the session holds: each edit is flushed before the next.
+    for change in changes_of(session, applied):
+        change.state = "applied"
+    session.flush()
+    for change in changes_of(session, pending):
+        change.message = "from the first processing"
+    session.flush()
+    for change in changes_of(session, new):
+        session.delete(change)
+    session.flush()
+
+    processed = [
+        (session.get(Submission, s.id), parse_instance(xml, definition))
+        for s, xml in zip((applied, pending, new), xmls, strict=True)
+    ]
+    assert registry.record_changes(session, processed) == 3 + 1
+
+    assert [c.state for c in changes_of(session, applied)] == ["applied"] * 2
+    replaced = changes_of(session, pending)
+    assert [(c.state, c.message) for c in replaced] == [("pending", None)] * 3  # new rows
+    assert [c.list_name for c in changes_of(session, new)] == ["households"]
