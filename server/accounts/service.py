@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import re
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Select, false, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, false, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from server.accounts.models import (
@@ -549,13 +550,20 @@ def _new_secret() -> str:
             return secret
 
 
-def user_for_token(session: Session, secret: str, *, kind: str | None = None) -> tuple[User, Token]:
-    """Resolve a presented secret to its active user, or raise Unauthorized saying why."""
-    token = session.scalar(
+@functools.cache
+def _token_by_secret_hash() -> Select[Token]:
+    """Built once (on first use, when the mappers are ready) rather than with its cache
+    key on every device request: ~0.15 ms of CPU each."""
+    return (
         select(Token)
-        .where(Token.secret_hash == _secret_hash(secret))
+        .where(Token.secret_hash == bindparam("secret_hash"))
         .options(joinedload(Token.user))  # every device request needs both: one query
     )
+
+
+def user_for_token(session: Session, secret: str, *, kind: str | None = None) -> tuple[User, Token]:
+    """Resolve a presented secret to its active user, or raise Unauthorized saying why."""
+    token = session.scalar(_token_by_secret_hash(), {"secret_hash": _secret_hash(secret)})
     if token is None or (kind is not None and token.kind != kind):
         raise Unauthorized("unknown token")
     now = utcnow()
