@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 import uuid
 
@@ -14,7 +15,7 @@ from sqlalchemy import event, select, update
 
 from forms.instance import read_envelope
 from server import jobs
-from server.blobs import blob_store
+from server.blobs import BlobStore, blob_store
 from server.db import as_utc, db, utcnow
 from server.intake import hooks, processing
 from server.intake.models import Submission
@@ -445,6 +446,62 @@ def test_a_batch_hook_that_fails_fails_only_the_submission_at_fault(
         None,
         "RuntimeError: registry briefly unavailable",
     )
+
+
+def test_a_decrypted_file_that_cannot_be_stored_fails_its_submission_alone(
+    household, device, session, worker, store, monkeypatch
+):
+    """Decrypted files are stored in the background; one that cannot be (a full disk)
+    fails its submission, to be retried, and the others of the batch are processed."""
+    broken, fine = (
+        post_encrypted(device, household.key.public_key, photo=photo)
+        for photo in (b"broken photo", b"fine photo")
+    )
+    real_put_bytes = BlobStore.put_bytes
+
+    def put_bytes(store, data):
+        if data == b"broken photo":
+            raise OSError(28, "No space left on device")
+        return real_put_bytes(store, data)
+
+    monkeypatch.setattr(BlobStore, "put_bytes", put_bytes)
+    assert worker() == 2
+    done = only_submission(session, fine.instance_id)
+    assert done.processing_state == "processed"
+    assert store.read(done.attachments[0].plain_sha256) == b"fine photo"
+    failed = only_submission(session, broken.instance_id)
+    assert (failed.processing_state, failed.data) == ("queued", None)
+    assert failed.last_error == "OSError: [Errno 28] No space left on device"
+    assert [a.plain_sha256 for a in failed.attachments] == [None, None]
+
+
+def test_decrypted_files_wait_for_the_disk_a_few_at_a_time(tmp_path, monkeypatch):
+    """A slow disk holds the worker back rather than letting a batch's decrypted files
+    pile up in memory: past a few files in flight, storing the next one waits."""
+    store = BlobStore(tmp_path / "blobs")
+    disk_ready = threading.Event()
+    real_put_bytes = BlobStore.put_bytes
+
+    def slow_put_bytes(self, data):
+        disk_ready.wait(10)
+        return real_put_bytes(self, data)
+
+    monkeypatch.setattr(BlobStore, "put_bytes", slow_put_bytes)
+    handed = []
+
+    def decrypting_worker():
+        for number in range(processing._MAX_FILES_IN_FLIGHT + 2):
+            handed.append(processing._store_in_background(store, b"photo %d" % number))
+
+    thread = threading.Thread(target=decrypting_worker)
+    thread.start()
+    time.sleep(0.3)
+    assert len(handed) == processing._MAX_FILES_IN_FLIGHT  # the next one waits
+    disk_ready.set()
+    thread.join(10)
+    stored = [future.result(10) for future in handed]
+    assert len(stored) == processing._MAX_FILES_IN_FLIGHT + 2
+    assert store.read(stored[-1].sha256) == b"photo %d" % (processing._MAX_FILES_IN_FLIGHT + 1)
 
 
 def test_in_a_batch_a_submission_leased_away_meanwhile_is_left_alone(
