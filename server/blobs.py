@@ -116,7 +116,7 @@ class BlobStore:
             staged.tmp_path.unlink(missing_ok=True)
         else:
             directory = os.path.dirname(target)
-            os.makedirs(directory, exist_ok=True)
+            _make_dirs_durably(directory)
             os.replace(staged.tmp_path, target)
             _fsync_dir(directory)
         return StoredBlob(sha256=staged.sha256, md5=staged.md5, size=staged.size)
@@ -172,6 +172,21 @@ class BlobWriter:
             self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
+
+
+def _make_dirs_durably(directory: str) -> None:
+    """Create `directory` and any missing parents, each one's entry fsynced in its parent:
+    a shard directory made for a new blob must survive a crash with the blob, or the
+    database would point at a file the filesystem lost."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    _make_dirs_durably(parent)
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return  # another process made it, and fsynced its parent
+    _fsync_dir(parent)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -44,6 +44,9 @@ def test_a_committed_blob_is_fsynced_before_it_is_renamed_and_its_directory_afte
     target = store.path(stored.sha256)
     assert events == [
         ("fsync", str(staged.tmp_path)),
+        # The first blob of its shard: the new directories' entries are made durable.
+        ("fsync", str(store.root)),
+        ("fsync", str(target.parent.parent)),
         ("rename", str(target)),
         ("fsync", str(target.parent)),
     ]
@@ -75,3 +78,24 @@ def test_a_discarded_or_aborted_blob_leaves_nothing_behind(store):
         writer.write(b"too long")
     writer.abort()
     assert staged_files(store) == []
+
+
+def test_a_blob_in_an_existing_shard_fsyncs_only_its_file_and_directory(store, monkeypatch):
+    first = store.put_bytes(b"household")
+    # Other bytes whose digest lands in the same shard (found within the first 100,000).
+    sibling = next(
+        candidate
+        for candidate in (b"member %d" % number for number in range(100_000))
+        if hashlib.sha256(candidate).hexdigest()[:4] == first.sha256[:4]
+    )
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(blobs.os, "fsync", fsync)
+    stored = store.put_bytes(sibling)
+    assert stored.sha256[:4] == first.sha256[:4]
+    assert synced[1:] == [str(store.path(stored.sha256).parent)]  # after the file itself
