@@ -164,8 +164,9 @@ def record_changes(session: Session, processed: Sequence[tuple[Submission, Parse
     a batch at a time, so the states of their existing changes are read in one query
     and the new changes go in as plain rows in one executemany INSERT rather than as
     ORM objects; only a submission processed before has any to delete. Submissions of
-    "on receipt" forms are then applied in their order."""
-    with_entities = [(s, p) for s, p in processed if p.entities]
+    "on receipt" forms are then applied in their order. A rejected submission (an
+    administrator reprocessing it) gets none: rejecting discarded its changes for good."""
+    with_entities = [(s, p) for s, p in processed if p.entities and s.review_state != "rejected"]
     if not with_entities:
         return 0
     session.flush()  # what the session holds of these submissions' changes, in the rows

@@ -147,3 +147,22 @@ def test_one_call_for_a_batch_keeps_applied_replaces_pending_and_adds_new(sessio
     replaced = changes_of(session, pending)
     assert [(c.state, c.message) for c in replaced] == [("pending", None)] * 3  # new rows
     assert [c.list_name for c in changes_of(session, new)] == ["households"]
+
+
+def test_reprocessing_a_rejected_submission_leaves_its_changes_discarded(session, on_approval):
+    """Rejecting discards a submission's changes for good: an administrator reprocessing
+    it later (after a fix elsewhere) does not make them pending again."""
+    from server.review import service as review
+
+    site = on_approval
+    submission = submit(session, site, site["amina"], household_xml(members=members(1)))
+    drain(site)
+    mine = session.get(Submission, submission.id)
+    review.set_review_state(session, _admin(session), mine, "rejected", expected_version=None)
+    session.commit()
+    assert [c.state for c in changes_of(session, submission)] == ["discarded"] * 2
+
+    processing.reprocess(session, failed_only=False, submission_ids=[submission.id])
+    session.commit()
+    assert drain(site) == 1
+    assert [c.state for c in changes_of(session, submission)] == ["discarded"] * 2
