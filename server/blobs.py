@@ -30,9 +30,10 @@ class StoredBlob:
 
 @dataclass(frozen=True)
 class StagedBlob(StoredBlob):
-    """Bytes written whole and fsynced under tmp/, not yet part of the store: `commit`
-    moves them in (the caller then commits the rows that point at them), `discard`
-    drops them."""
+    """Bytes written whole under tmp/, not yet part of the store: `commit` fsyncs them
+    and moves them in (the caller then commits the rows that point at them), `discard`
+    drops them. Bytes that are refused or already stored (a device resending) are
+    never fsynced."""
 
     tmp_path: Path
     store: BlobStore = field(repr=False, compare=False)
@@ -90,8 +91,8 @@ class BlobStore:
         return self.stage_chunks(chunks(), limit)
 
     def stage_chunks(self, chunks: Iterable[bytes], limit: int | None = None) -> StagedBlob:
-        """Stream chunks to a temporary file (never all in memory) and fsync it; the blob
-        enters the store only with `commit`, so bytes that are refused leave nothing."""
+        """Stream chunks to a temporary file (never all in memory); the blob enters the
+        store, durably, only with `commit`, so bytes that are refused leave nothing."""
         writer = self.writer(limit)
         try:
             for chunk in chunks:
@@ -103,18 +104,20 @@ class BlobStore:
 
     def writer(self, limit: int | None = None) -> BlobWriter:
         """A staged blob written piece by piece, for bytes that are pushed (a streaming
-        multipart parser) rather than pulled; `finish` fsyncs it, `abort` drops it."""
+        multipart parser) rather than pulled; `finish` closes it, `abort` drops it."""
         if not self._tmp_ready:
             os.makedirs(self.tmp_dir, exist_ok=True)
             self._tmp_ready = True
         return BlobWriter(self, limit)
 
     def commit(self, staged: StagedBlob) -> StoredBlob:
-        """Move a staged blob into place (durably); storing known bytes again is a no-op."""
+        """Move a staged blob into place durably (fsynced, renamed, its directory fsynced);
+        storing known bytes again is a no-op."""
         target = self._path(staged.sha256)
         if os.path.exists(target):
             staged.tmp_path.unlink(missing_ok=True)
         else:
+            _fsync_file(str(staged.tmp_path))
             directory = os.path.dirname(target)
             _make_dirs_durably(directory)
             os.replace(staged.tmp_path, target)
@@ -133,7 +136,7 @@ class BlobStore:
 
 
 class BlobWriter:
-    """One blob being staged: `write` pieces, then `finish` (fsynced) or `abort`."""
+    """One blob being staged: `write` pieces, then `finish` or `abort`."""
 
     def __init__(self, store: BlobStore, limit: int | None) -> None:
         self.store, self.limit, self.size = store, limit, 0
@@ -158,11 +161,7 @@ class BlobWriter:
     def finish(self) -> StagedBlob:
         assert self._file is not None, "finish after finish or abort"
         handle, self._file = self._file, None
-        try:
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            handle.close()
+        handle.close()  # fsynced by `commit`, if it is kept
         return StagedBlob(
             self._sha.hexdigest(), self._md5.hexdigest(), self.size, self._path, self.store
         )
@@ -187,6 +186,14 @@ def _make_dirs_durably(directory: str) -> None:
     except FileExistsError:
         return  # another process made it, and fsynced its parent
     _fsync_dir(parent)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: str) -> None:

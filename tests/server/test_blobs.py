@@ -99,3 +99,21 @@ def test_a_blob_in_an_existing_shard_fsyncs_only_its_file_and_directory(store, m
     stored = store.put_bytes(sibling)
     assert stored.sha256[:4] == first.sha256[:4]
     assert synced[1:] == [str(store.path(stored.sha256).parent)]  # after the file itself
+
+
+def test_bytes_refused_or_already_stored_are_never_fsynced(store, monkeypatch):
+    """A device resending a submission, or one that is refused, costs no fsync: only
+    bytes that enter the store are made durable."""
+    store.put_bytes(b"first upload")
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(blobs.os, "fsync", fsync)
+    store.stage_bytes(b"first upload").commit()  # a resend: already stored
+    store.stage_bytes(b"refused upload").discard()
+    assert synced == []
+    assert staged_files(store) == []
