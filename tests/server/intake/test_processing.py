@@ -36,36 +36,31 @@ from tests.support.xlsforms import (
 )
 
 
-@pytest.fixture
-def temporary_hook():
-    """`temporary_hook(fn)` registers an on_processed hook for this test only."""
+def _temporary_hooks(on, registered_hooks):
+    """Register hooks with `on` for one test; unregister them from `registered_hooks`."""
     registered = []
 
     def register(hook):
-        registered.append(hooks.on_processed(hook))
+        registered.append(on(hook))
         return hook
 
     try:
         yield register
     finally:
         for hook in registered:
-            hooks._processed_hooks.remove(hook)
+            registered_hooks.remove(hook)
+
+
+@pytest.fixture
+def temporary_hook():
+    """`temporary_hook(fn)` registers an on_processed hook for this test only."""
+    yield from _temporary_hooks(hooks.on_processed, hooks._processed_hooks)
 
 
 @pytest.fixture
 def temporary_batch_hook():
     """`temporary_batch_hook(fn)` registers an on_processed_batch hook for this test only."""
-    registered = []
-
-    def register(hook):
-        registered.append(hooks.on_processed_batch(hook))
-        return hook
-
-    try:
-        yield register
-    finally:
-        for hook in registered:
-            hooks._batch_hooks.remove(hook)
+    yield from _temporary_hooks(hooks.on_processed_batch, hooks._batch_hooks)
 
 
 def post_plain(device, **answers) -> str:
