@@ -8,6 +8,7 @@ on PostgreSQL it gets a database of its own named after DIIWAAN_DATABASE_URL's w
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -179,6 +180,8 @@ def gunicorn(site: LiveSite, *, workers: int = 2, threads: int = 4) -> Iterator[
                 "gthread",
                 "--threads",
                 str(threads),
+                # Each test's arbiter would share ~/.gunicorn/gunicorn.ctl otherwise.
+                "--no-control-socket",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "server.app:create_app()",
@@ -187,6 +190,7 @@ def gunicorn(site: LiveSite, *, workers: int = 2, threads: int = 4) -> Iterator[
             env=site.environment,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: see the end of this block
         )
     site.url = f"http://127.0.0.1:{port}"
     try:
@@ -194,11 +198,15 @@ def gunicorn(site: LiveSite, *, workers: int = 2, threads: int = 4) -> Iterator[
         yield site
     finally:
         process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        # A worker that did not exit with its arbiter would outlive the test run. Seen
+        # once (gunicorn 27.0.1): SIGINT landed while a gthread worker was inside
+        # ThreadPoolExecutor.submit, and its quit handler's shutdown() waited for the
+        # lock submit held, for ever.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _wait_until_serving(site: LiveSite, process: subprocess.Popen[bytes], log: Path) -> None:
