@@ -136,6 +136,8 @@ def other_members(
     as the head already, and counted again among the members she made two namesakes'
     households share a member — at a million households most of the wrong automatic links.
     She is the member whose relationship says so, else the first named as the head."""
+    if not members:  # a candidate read without its members (`_worth_comparing`)
+        return []
     people = [person_record(member) for member in members]
     for index, member in enumerate(members):
         relationship = _text(member.properties, "relationship", "relation_to_head")
@@ -153,13 +155,13 @@ def household_record(
 ) -> matching.HouseholdRecord:
     """The household as the matcher sees it: its head, and its other members
     (`other_members`); `members` (all of them) when the caller has them already."""
-    from server.registry.service import members_of
-
     head = person_record(entity)  # the household's own place, phone and ID are the head's
     if members is None:
+        from server.registry.service import members_of
+
         members = members_of(session, cast(Entity, entity))
     return matching.HouseholdRecord(
-        id=str(entity.id),
+        id=head.id,
         head=head,
         members=other_members(head, members),
         village=head.village,
@@ -251,19 +253,27 @@ def _worth_comparing(
     comparer = comparer or matching.HouseholdComparer(record)
     bare = {} if bare is None else bare
     size = len(record.members)
+    bounds: dict[int, float] = {}  # by `member_count`: the 30 have a few sizes between them
     kept = []
     for other in others:
         other_record = bare[other.id] = household_record(session, other, members=[])
-        # `member_count` counts the head too when she is listed among the members: the
-        # bound is taken over both counts.
         count = other.member_count or 0
-        at_most = max(
-            matching.members_weight_at_most(model, size, count),
-            matching.members_weight_at_most(model, size, max(0, count - 1)),
-        )
+        at_most = bounds.get(count)
+        if at_most is None:
+            at_most = bounds[count] = _members_bound(model, size, count)
         if comparer.can_reach(other_record, model, review, members_at_most=at_most):
             kept.append(other)
     return kept
+
+
+def _members_bound(model: matching.FellegiSunterModel, size: int, count: int) -> float:
+    """The most the members can add to a pair of a household of `size` other members and
+    a candidate of `count` members. `member_count` counts the head too when she is listed
+    among the members (`other_members` leaves her out): the bound is taken over both."""
+    return max(
+        matching.members_weight_at_most(model, size, count),
+        matching.members_weight_at_most(model, size, max(0, count - 1)),
+    )
 
 
 def identifier_keys(query: str) -> list[str]:

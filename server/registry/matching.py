@@ -534,7 +534,7 @@ class HouseholdComparer:
     `compare(other, members=False)` leaves the members out (level missing), and
     `can_reach` decides without them whether a pair is worth comparing members for."""
 
-    __slots__ = ("household", "_fields", "_members", "_others")
+    __slots__ = ("household", "_fields", "_members", "_others", "_best_name")
 
     def __init__(self, household: HouseholdRecord) -> None:
         self.household = household
@@ -544,6 +544,7 @@ class HouseholdComparer:
         # (`can_reach`, then `compare` for the pairs kept); the record is held so that its
         # id() stays its own.
         self._others: dict[int, tuple[HouseholdRecord, _HouseholdFields]] = {}
+        self._best_name: tuple[FellegiSunterModel, float] | None = None  # see `can_reach`
 
     def _fields_of(self, other: HouseholdRecord) -> _HouseholdFields:
         seen = self._others.get(id(other))
@@ -582,12 +583,18 @@ class HouseholdComparer:
         b = self._fields_of(other)
         levels, _ = self._place_and_identifiers(b)
         weight = model.weight(ComparisonVector(levels)) + members_at_most
-        names = model.fields.get("head_name", ())
-        best_name = max((model.weight_of("head_name", level) for level in names), default=0.0)
-        best_name = max(best_name, 0.0)  # missing
-        if weight + best_name < minimum:
+        if weight + self._best_name_weight(model) < minimum:
             return False
         return weight + model.weight_of("head_name", _name_level(self._head_name(b))) >= minimum
+
+    def _best_name_weight(self, model: FellegiSunterModel) -> float:
+        """The most the head's name can add under `model` (0 when missing), worked out
+        once for all the candidates that `can_reach` is asked about, not once per pair."""
+        if self._best_name is None or self._best_name[0] is not model:
+            names = model.fields.get("head_name", ())
+            best = max((model.weight_of("head_name", level) for level in names), default=0.0)
+            self._best_name = (model, max(best, 0.0))
+        return self._best_name[1]
 
     def _head_name(self, b: _HouseholdFields) -> float | None:
         a = self._fields

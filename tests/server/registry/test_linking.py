@@ -362,3 +362,38 @@ def test_the_head_is_left_out_of_the_members_by_relationship_else_by_name(sessio
     record = linking._record(session, entity)
     assert [member.name for member in record.members] == ["Faadumo Cumar Xuseen"]
     assert record.head.name == "Maxamed Cali Xasan"
+
+
+def test_candidates_members_are_those_of_members_of_in_its_order(session, district):
+    children = (
+        ("Nuur Maxamed", "male", "2014"),
+        ("Caasha Maxamed", "female", "2012"),
+        ("Faadumo Cumar Xuseen", "female", "1987"),
+    )
+    earlier = household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha", members=children)
+    merged = MemberFactory(
+        properties={"full_name": "Xaliimo Maxamed", "sex": "female", "date_of_birth": "2016"},
+        district_id=district.id,
+        household_id=earlier.id,
+        merged_into_id=earlier.id,
+    )
+    new = household(district, "Mohamed Ali Hassan", "Elasha Biyaha", members=children, index=False)
+    keys = linking.index(session, new)
+    session.flush()
+    found = linking.candidates(session, new, keys)
+    assert [candidate.id for candidate in found] == [earlier.id]
+
+    records = linking._records(session, found)
+
+    assert records[earlier.id] == linking.household_record(session, earlier)
+    assert merged.id not in {member.id for member in records[earlier.id].members}
+    assert found[0].member_count == len(children) + 1  # the head among them
+
+
+def test_a_household_read_without_its_members_has_no_other_members(session, district):
+    entity = household(district, "Maxamed Cali Xasan", "Ceelasha Biyaha")
+
+    record = linking.household_record(session, entity, members=[])
+
+    assert record.members == []
+    assert record.head.name == "Maxamed Cali Xasan"

@@ -683,3 +683,22 @@ def test_align_members_pairs_each_person_once() -> None:
     ]
     pairs = {(m.a_id, m.b_id) for m in matching.align_members(a, b)}
     assert pairs == {("a1", "b2"), ("a2", "b1")}
+
+
+def test_one_comparer_asked_under_two_models_bounds_the_name_by_each() -> None:
+    # The best the head's name can add is worked out once per model, not once for all.
+    a = _household("a", "Axmed Cali Xasan", [], village="Hodan")
+    b = _household("b", "Ahmed Ali Hassan", [], village="Hodan")
+    household = matching.default_model(household=True)
+    fields = dict(household.fields)
+    stronger_m = {name: dict(values) for name, values in household.m.items()}
+    stronger_m["head_name"] = {"exact": 0.97, "jw94": 0.01, "jw88": 0.01, "different": 0.01}
+    stronger = matching.FellegiSunterModel(fields, stronger_m, household.u, household.prior)
+    comparer = matching.HouseholdComparer(a)
+    for model in (household, stronger, household):
+        weight = model.weight(comparer.compare(b, members=False))
+        assert comparer.can_reach(b, model, weight, members_at_most=0.0)
+        assert not comparer.can_reach(b, model, weight + 0.01, members_at_most=0.0)
+        best = max(model.weight_of("head_name", level) for level in matching.NAME_LEVELS)
+        without_name = weight - model.weight_of("head_name", comparer.compare(b).level("head_name"))
+        assert not comparer.can_reach(b, model, without_name + best + 0.01, members_at_most=0.0)
