@@ -3,7 +3,7 @@ then decrypted, parsed and handed to the registry by `diiwaan worker --drain`.
 
     .venv/bin/python bench/ingest.py [--submissions 5000] [--servers gthread:2x8 sync:4]
                                      [--clients 4] [--client-threads 4] [--photo-kb 8]
-                                     [--drain-workers 1 2] [--worker-batch 20]
+                                     [--drain-workers 1 2] [--worker-batch 50]
 
 What it does, all on 127.0.0.1 and bounded (it stops by itself):
 1. drops and creates the PostgreSQL database `bench_ingest` (next to --database-url's
@@ -568,7 +568,7 @@ def main() -> None:
     parser.add_argument(
         "--worker-batch",
         type=int,
-        default=20,
+        default=50,
         help="submissions per worker transaction (diiwaan worker --batch)",
     )
     parser.add_argument(

@@ -48,7 +48,7 @@ def test_a_batch_records_each_submissions_changes_whole_in_order_and_placed(sess
         submit(session, site, site["amina"], household_xml(district=code, members=members(n)))
         for code, n in households
     ]
-    assert drain(site) == 4  # one batch: the worker leases up to 20 at once
+    assert drain(site) == 4  # one batch: the worker leases up to 50 at once
 
     for submission, (code, count) in zip(submissions, households, strict=True):
         changes = changes_of(session, submission)
