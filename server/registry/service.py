@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import delete, event, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from forms.definition import FormDefinition
 from forms.instance import ParsedInstance
 from server.accounts.models import District, User
 from server.accounts.service import audit, require, scope_to_districts, visible_district_ids
@@ -150,22 +149,16 @@ def _district_for(
     return district_id
 
 
-def record_submission_changes(
-    session: Session, submission: Submission, parsed: ParsedInstance, definition: FormDefinition
-) -> int:
-    """Turn a processed submission's entity blocks into pending changes, then apply them at
-    once when the form says "on receipt". Reprocessing replaces what was not applied yet.
-    Returns how many changes were recorded (0 when they are already in the registry)."""
-    return record_changes(session, [(submission, parsed)])
-
-
 def record_changes(session: Session, processed: Sequence[tuple[Submission, ParsedInstance]]) -> int:
-    """`record_submission_changes` for a batch of submissions: the worker hands on up to
-    a batch at a time, so the states of their existing changes are read in one query
-    and the new changes go in as plain rows in one executemany INSERT rather than as
-    ORM objects; only a submission processed before has any to delete. Submissions of
-    "on receipt" forms are then applied in their order. A rejected submission (an
-    administrator reprocessing it) gets none: rejecting discarded its changes for good."""
+    """Turn processed submissions' entity blocks into pending changes, then apply them at
+    once when the form says "on receipt". Reprocessing replaces what was not applied yet.
+    Returns how many changes were recorded (none for a submission whose changes are in
+    the registry already). The worker hands on a batch at a time, so the states of their
+    existing changes are read in one query and the new changes go in as plain rows in
+    one executemany INSERT rather than as ORM objects; only a submission processed
+    before has any to delete. Submissions of "on receipt" forms are then applied in
+    their order. A rejected submission (an administrator reprocessing it) gets none:
+    rejecting discarded its changes for good."""
     with_entities = [(s, p) for s, p in processed if p.entities and s.review_state != "rejected"]
     if not with_entities:
         return 0

@@ -490,7 +490,10 @@ def test_decrypted_files_wait_for_the_disk_a_few_at_a_time(tmp_path, monkeypatch
 
     thread = threading.Thread(target=decrypting_worker)
     thread.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while len(handed) < processing._MAX_FILES_IN_FLIGHT and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # time enough for one more, were it not held back
     assert len(handed) == processing._MAX_FILES_IN_FLIGHT  # the next one waits
     disk_ready.set()
     thread.join(10)

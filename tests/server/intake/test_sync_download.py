@@ -59,9 +59,7 @@ def into_registry(session, household, tablet):
         item = item_from_xml(public_key, xml)
         assert upload_item(tablet, item)["state"] == "stored"
         submission = only_submission(session, item.instance_id)
-        registry.record_submission_changes(
-            session, submission, parse_instance(xml, definition), definition
-        )
+        registry.record_changes(session, [(submission, parse_instance(xml, definition))])
         session.flush()
         return submission
 

@@ -102,10 +102,7 @@ def test_a_district_unknown_to_one_submission_is_looked_up_again_for_the_next(se
         # Read back as the worker loads it, with its form.
         submission = session.get(Submission, submit(session, site, site["amina"], xml).id)
         assert (
-            registry.record_submission_changes(
-                session, submission, parse_instance(xml, definition), definition
-            )
-            == 1
+            registry.record_changes(session, [(submission, parse_instance(xml, definition))]) == 1
         )
         (household,) = registry.pending_changes(session, submission)
         return household
