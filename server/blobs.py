@@ -8,6 +8,7 @@ commits it only when the submission is kept, so refused bytes never enter the st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -181,10 +182,10 @@ def _make_dirs_durably(directory: str) -> None:
         return
     parent = os.path.dirname(directory)
     _make_dirs_durably(parent)
-    try:
+    # Made by another process meanwhile: fsynced all the same, as that process may not
+    # have done it yet when this blob's row is committed.
+    with contextlib.suppress(FileExistsError):
         os.mkdir(directory)
-    except FileExistsError:
-        return  # another process made it, and fsynced its parent
     _fsync_dir(parent)
 
 
