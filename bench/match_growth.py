@@ -14,9 +14,13 @@ rolled back):
     .venv/bin/python bench/match_db.py --keep        # 10k, 100k, then 1M in bench_match
 
 Without them it says so and stops (so `make bench` goes on). It prints, for each registry,
-the median time over all the households, over the new families, and with the merge time
-left out, and the growth of each from the small registry to the large one. Run it twice:
-the first run after PostgreSQL starts reads the large registry from disk.
+the median time of matching (keys, candidates, scores, bands and match-candidate rows: the
+whole of `linking.index_and_match` but the automatic merge that follows a link), the same
+over the new families only, over all the households with their merges, and the median
+merge of the households that merged; then the growth of each from the small registry to
+the large one. Matching is what grows with the registry and what issue #7's growth target
+is read from; a merge costs the same at every size (see docs/benchmarks.md). Run it
+twice: the first run after PostgreSQL starts reads the large registry from disk.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import match_db  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, text  # noqa: E402
 
 from server.db import make_engine  # noqa: E402
 
@@ -46,31 +50,47 @@ def exists(database: str) -> bool:
     return found is not None
 
 
-def medians(outcomes: list[tuple[float, float, bool]]) -> tuple[float, float, float]:
-    """(all, new families, merge time left out), in milliseconds."""
+FIGURES = ("matching", "new families", "all with merges", "one merge")
+
+
+def medians(outcomes: list[tuple[float, float, bool]]) -> tuple[float, float, float, float]:
+    """Medians in milliseconds, as `FIGURES` names them: matching (the merge time left
+    out) over all the households, matching over the new families, the whole call over
+    all the households, and the merges alone."""
 
     def median(values: list[float]) -> float:
-        return statistics.median(values) * 1000
+        return statistics.median(values) * 1000 if values else float("nan")
 
     return (
-        median([seconds for seconds, _merge, _new in outcomes]),
-        median([seconds for seconds, _merge, new in outcomes if new]),
         median([seconds - merge for seconds, merge, _new in outcomes]),
+        median([seconds - merge for seconds, merge, new in outcomes if new]),
+        median([seconds for seconds, _merge, _new in outcomes]),
+        median([merge for _seconds, merge, _new in outcomes if merge > 0]),
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, new_families: int | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    if new_families is not None:
+        parser.add_argument("--new-families", type=int, default=new_families)
     parser.add_argument("--small", default="bench_match_10k")
     parser.add_argument("--large", default="bench_match")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--districts", type=int, default=20)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def prepare(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Engine], dict[str, match_db.Probe], list[match_db.Query]] | None:
+    """Engines and probes for both registries, and the new households to match against
+    them (the same as `bench/match_db.py` asks), both registries warmed up; None, having
+    said why, when a database is missing."""
     missing = [name for name in (args.small, args.large) if not exists(name)]
     if missing:
         print(f"skipped: no database {' or '.join(missing)}; build them as the docstring says")
-        return
+        return None
     engines = {}
     for name in (args.small, args.large):
         match_db.DATABASE = name
@@ -88,24 +108,37 @@ def main() -> None:
     for query in warm_up:
         for name, engine in engines.items():
             match_db.match_one(engine, probes[name], query)
+    return engines, probes, chosen
+
+
+def in_turn(names: list[str], number: int) -> list[str]:
+    """Both registries for the `number`th household, neither always first."""
+    return names if number % 2 == 0 else names[::-1]
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n\n")[0])
+    prepared = prepare(args)
+    if prepared is None:
+        return
+    engines, probes, chosen = prepared
     gc.collect()
     outcomes: dict[str, list[tuple[float, float, bool]]] = {name: [] for name in engines}
-    order = list(engines)
     for number, query in enumerate(chosen):
-        for name in order if number % 2 == 0 else order[::-1]:  # neither always goes first
+        for name in in_turn(list(engines), number):
             outcome = match_db.match_one(engines[name], probes[name], query)
             outcomes[name].append(
                 (outcome.seconds, outcome.timings.merge_seconds, query.truth is None)
             )
     small, large = medians(outcomes[args.small]), medians(outcomes[args.large])
+    merged = [sum(1 for _s, merge, _n in outcomes[name] if merge > 0) for name in engines]
+    print(f"medians, ms ({len(chosen)} households; merged: {merged[0]} / {merged[1]})")
+    print(f"{'':>16}  " + "  ".join(f"{figure:>15}" for figure in FIGURES))
     for name, figures in ((args.small, small), (args.large, large)):
-        print(
-            f"{name:>16}: median all {figures[0]:6.2f} ms, new families {figures[1]:6.2f} ms,"
-            f" merge time left out {figures[2]:6.2f} ms"
-        )
+        print(f"{name:>16}  " + "  ".join(f"{value:15.2f}" for value in figures))
     print(
-        f"growth: all ×{large[0] / small[0]:.2f}, new families ×{large[1] / small[1]:.2f},"
-        f" merge time left out ×{large[2] / small[2]:.2f}"
+        f"{'growth':>16}  "
+        + "  ".join(f"{'×' + format(b / a, '.2f'):>15}" for a, b in zip(small, large, strict=True))
     )
 
 
