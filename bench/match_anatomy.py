@@ -14,7 +14,8 @@ two tables behind docs/benchmarks.md's "Fifth session" figures, on the databases
    the weight of the keys it shares with the new household (`matching.key_weight`) and
    the band it ended in, the returning family's own earlier record apart from the others;
    then the kinds of keys shared at the floor (a name pair `n`, the same within the
-   village `n|v`, ...).
+   village `n|v`, ...), and how far the floor candidates' GPS fixes are from the new
+   household's.
 
 Only measures: each household is matched in a transaction that is rolled back.
 """
@@ -77,17 +78,33 @@ def key_kind(key: str) -> str:
     return "n|v" if "|v:" in key else "n"
 
 
+DISTANCES = (50, 100, 200, 500)
+
+
+def distance_band(
+    a: tuple[float | None, float | None], b: tuple[float | None, float | None]
+) -> str:
+    if a[0] is None or a[1] is None or b[0] is None or b[1] is None:
+        return "a fix missing"
+    metres = matching.haversine_m(a[0], a[1], b[0], b[1])
+    return next((f"<= {limit} m" for limit in DISTANCES if metres <= limit), "> 500 m")
+
+
 class SharedKeys:
     """After `linking.candidates`, the keys each household candidate shares with the
-    record matched, read back from `registry_match_key`."""
+    record matched, read back from `registry_match_key`, and how far apart their GPS
+    fixes are."""
 
     def __init__(self) -> None:
         self.shared: dict[Any, list[str]] = {}
+        self.apart: dict[Any, str] = {}
         found_by = linking.candidates
 
         def candidates(session: Any, entity: Any, keys: set[str]) -> list[Any]:
             found = found_by(session, entity, keys)
             self.shared = {candidate.id: [] for candidate in found}
+            here = linking._gps(entity.properties)
+            self.apart = {c.id: distance_band(here, linking._gps(c.properties)) for c in found}
             if entity.list_name == linking.HOUSEHOLDS and found:
                 for entity_id, key in session.execute(
                     text(
@@ -128,6 +145,7 @@ def candidates(engine: Any, probe: Any, queries: list[Any]) -> None:
     shared_keys = SharedKeys()
     by_weight: collections.Counter[tuple[str, str, int]] = collections.Counter()
     at_floor: collections.Counter[tuple[str, str]] = collections.Counter()
+    apart: collections.Counter[tuple[str, str]] = collections.Counter()
     missed = 0
     for query in queries:
         outcome = match_db.match_one(engine, probe, query)
@@ -141,6 +159,7 @@ def candidates(engine: Any, probe: Any, queries: list[Any]) -> None:
             by_weight[(whose, band, min(weight, 6))] += 1
             if weight == linking.HOUSEHOLD_MIN_SHARED:
                 at_floor[(whose, "+".join(sorted(key_kind(key) for key in keys)))] += 1
+                apart[(whose, shared_keys.apart[candidate_id])] += 1
     total = sum(by_weight.values())
     print(f"\n2. candidates of {len(queries)} households ({total} in all; the returning")
     print(f"   family's own record not among them for {missed}), by shared weight")
@@ -152,6 +171,11 @@ def candidates(engine: Any, probe: Any, queries: list[Any]) -> None:
     print(f"   at the floor ({linking.HOUSEHOLD_MIN_SHARED}), the kinds of keys shared:")
     for (whose, kinds), count in at_floor.most_common():
         print(f"{whose:>28}  {kinds:<12}{count:8}")
+    bands = [f"<= {limit} m" for limit in DISTANCES] + ["> 500 m", "a fix missing"]
+    print("   at the floor, how far the GPS fixes are apart:")
+    print(f"{'':>28}" + "".join(f"{band:>15}" for band in bands))
+    for whose in ("own record", "another household"):
+        print(f"{whose:>28}" + "".join(f"{apart[(whose, band)]:15}" for band in bands))
 
 
 def main() -> None:
