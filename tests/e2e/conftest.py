@@ -8,7 +8,6 @@ DIIWAAN_DATABASE_URL (PostgreSQL), otherwise a temporary SQLite file.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
+
+from tests.support.databases import drop_database, free_port, recreate_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").exists() else Path(sys.executable).parent
@@ -47,25 +48,6 @@ class LiveServer:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _postgres_database(url: str, name: str, *, create: bool) -> str:
-    """Drop `name` on the server of `url` (and create it afresh); returns its URL."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if create:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -88,7 +70,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     # suites on one PostgreSQL server never drop each other's live database.
     e2e_database = f"{make_url(shared_url).database}{E2E_SUFFIX}" if shared_url else ""
     if shared_url:
-        database_url = _postgres_database(shared_url, e2e_database, create=True)
+        database_url = recreate_database(shared_url, e2e_database)
     else:
         database_url = f"sqlite:///{data_dir / 'diiwaan.db'}"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIIWAAN_")}
@@ -99,38 +81,40 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         DIIWAAN_PASSWORD_HASH_CHEAP="true",
         DIIWAAN_ODK_VALIDATE="false",
     )
-    port = _free_port()
+    port = free_port()
     server = LiveServer(url=f"http://127.0.0.1:{port}", environment=environment)
-    init = server.cli("init")
-    assert init.returncode == 0, init.stdout + init.stderr
-    log = data_dir / "server.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "-w",
-                "2",
-                "-b",
-                f"127.0.0.1:{port}",
-                "server.app:create_app()",
-            ],
-            cwd=ROOT,
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        _wait_until_serving(server.url, process, log)
-        yield server
-    finally:
-        process.terminate()
+        init = server.cli("init")
+        assert init.returncode == 0, init.stdout + init.stderr
+        log = data_dir / "server.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    str(BIN / "gunicorn"),
+                    "-w",
+                    "2",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "server.app:create_app()",
+                ],
+                cwd=ROOT,
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _wait_until_serving(server.url, process, log)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    finally:
         if shared_url:
-            _postgres_database(shared_url, e2e_database, create=False)
+            drop_database(shared_url, e2e_database)
 
 
 @pytest.fixture(scope="session")

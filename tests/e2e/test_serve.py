@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import urllib.request
 
-from tests.e2e.conftest import BIN, ROOT, _free_port, _wait_until_serving
+from tests.e2e.conftest import BIN, ROOT, _wait_until_serving
+from tests.support.databases import free_port
 
 
 def test_diiwaan_serve_answers_with_the_login_page(live_server, tmp_path):
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(

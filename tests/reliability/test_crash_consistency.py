@@ -24,7 +24,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import Engine, func, make_url, select
 from sqlalchemy.orm import Session
 
 from server.accounts import service as accounts
@@ -56,6 +55,7 @@ from server.registry.models import (
 )
 from sync import crypto
 from sync.pack import frame_header, pack
+from tests.support.databases import drop_database, free_port, recreate_database
 from tests.support.submissions import PHOTO, PHOTO_NAME, Attachment, encode_multipart
 from tests.support.xlsforms import (
     HOUSEHOLD_FORM_ID,
@@ -110,30 +110,12 @@ class Site:
     port: int = 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _own_database(tmp_path: Path) -> tuple[str, str | None]:
     shared = os.environ.get("DIIWAAN_DATABASE_URL")
     if not shared:
         return f"sqlite:///{tmp_path / 'crash.db'}", None
     name = f"{make_url(shared).database}_crash"
-    _recreate(shared, name, create=True)
-    return make_url(shared).set(database=name).render_as_string(hide_password=False), name
-
-
-def _recreate(shared: str, name: str, *, create: bool) -> None:
-    engine = create_engine(shared, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if create:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
+    return recreate_database(shared, name), name
 
 
 def _seed(database_url: str, data_dir: Path) -> tuple[str, str]:
@@ -180,9 +162,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     database_url, postgres_name = _own_database(tmp_path)
-    upgrade_database(database_url)
-    catalog.configure(odk_validate=False)
-    token, public_key = _seed(database_url, data_dir)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIIWAAN_")}
     environment.update(
         DIIWAAN_DATABASE_URL=database_url,
@@ -196,12 +175,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     engine = make_engine(database_url)
     try:
-        yield Site(database_url, data_dir, engine, token, public_key, environment, _free_port())
+        upgrade_database(database_url)
+        catalog.configure(odk_validate=False)
+        token, public_key = _seed(database_url, data_dir)
+        yield Site(database_url, data_dir, engine, token, public_key, environment, free_port())
     finally:
         engine.dispose()
         shared = os.environ.get("DIIWAAN_DATABASE_URL")
         if shared and postgres_name:
-            _recreate(shared, postgres_name, create=False)
+            drop_database(shared, postgres_name)
 
 
 # --------------------------------------------------------------- the processes

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,35 +17,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
+from tests.support.databases import free_port, recreate_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").exists() else Path(sys.executable).parent
 LOCATIONS_CSV = ROOT / "docs" / "examples" / "somalia_locations.csv"
 PASSWORD = "live server passphrase"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def own_database(shared_url: str | None, name: str, data_dir: Path) -> str:
-    """A fresh database for the live server: `name` beside PostgreSQL's test database, or
-    a SQLite file in `data_dir`."""
-    if not shared_url:
-        return f"sqlite:///{data_dir / 'live.db'}"
-    if name == make_url(shared_url).database:
-        raise ValueError("the live server must not use the test database itself")
-    engine = create_engine(shared_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return make_url(shared_url).set(database=name).render_as_string(hide_password=False)
 
 
 class LiveServer:
@@ -187,10 +163,18 @@ def sync_server(
     data_dir: Path, shared_url: str | None, database_name: str
 ) -> tuple[LiveServer, str]:
     """A live server with one enumerator in Hodan, a published encrypted one-question form
-    assigned there, and a device token for the enumerator; returns (server, token)."""
+    assigned there, and a device token for the enumerator; returns (server, token).
+
+    With `shared_url` (PostgreSQL) its database is `database_name` beside the test
+    database, made afresh and left for the caller to drop; otherwise a SQLite file in
+    `data_dir`."""
     from tests.support.xlsforms import minimal_form_xlsx
 
-    server = LiveServer(data_dir, own_database(shared_url, database_name, data_dir))
+    if shared_url:
+        database_url = recreate_database(shared_url, database_name)
+    else:
+        database_url = f"sqlite:///{data_dir / 'live.db'}"
+    server = LiveServer(data_dir, database_url)
     form = data_dir / "daily_visit.xlsx"
     form.write_bytes(minimal_form_xlsx("daily_visit", "2026112601", title="Daily visit"))
     outputs = server.cli(

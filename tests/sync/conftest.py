@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
 from sync.client import Backoff, SyncClient
+from tests.support.databases import drop_database
 from tests.support.liveserver import LiveServer, sync_server
 
 FORM_ID = "daily_visit"
@@ -30,17 +32,22 @@ def visit_xml(name: str = "Faadumo", instance_id: str | None = None) -> bytes:
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveServer, str]]:
-    """(server, device token); one per test module, each with a database of its own."""
+    """(server, device token); one per test module, each with a database of its own,
+    named after the test database (two runs on one server keep apart) and dropped
+    afterwards."""
     module = request.module.__name__.rsplit(".", 1)[-1]
-    server, token = sync_server(
-        tmp_path_factory.mktemp(module),
-        os.environ.get("DIIWAAN_DATABASE_URL"),
-        f"test_sync_live_{module.removeprefix('test_')}",
-    )
+    shared_url = os.environ.get("DIIWAAN_DATABASE_URL")
+    test_database = make_url(shared_url).database if shared_url else "test"
+    database_name = f"{test_database}_sync_live_{module.removeprefix('test_')}"
+    server: LiveServer | None = None
     try:
+        server, token = sync_server(tmp_path_factory.mktemp(module), shared_url, database_name)
         yield server, token
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        if shared_url:
+            drop_database(shared_url, database_name)
 
 
 def quick_backoff(give_up_after: int = 40) -> Backoff:

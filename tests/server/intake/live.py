@@ -12,7 +12,6 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session
 
 from server.accounts import service as accounts
@@ -30,6 +29,7 @@ from server.blobs import blob_store
 from server.catalog import service as catalog
 from server.cli import upgrade_database
 from server.db import make_engine
+from tests.support.databases import drop_database, free_port, recreate_database
 from tests.support.submissions import Attachment, encode_multipart
 from tests.support.xlsforms import household_registration_xlsx, villages_csv
 
@@ -79,24 +79,6 @@ class LiveSite:
             return list(connection.execute(text(sql), params))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _postgres(url: str, name: str, *, create: bool) -> str:
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if create:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 def _seed(database_url: str, data_dir: Path) -> tuple[str, str]:
     """Districts, the household form, an enumerator and their device token."""
     engine = make_engine(database_url)
@@ -141,7 +123,7 @@ def live_database(tmp_path: Path) -> Iterator[LiveSite]:
     shared_url = os.environ.get("DIIWAAN_DATABASE_URL")
     if shared_url:
         live_name = f"{make_url(shared_url).database}_live"
-        database_url = _postgres(shared_url, live_name, create=True)
+        database_url = recreate_database(shared_url, live_name)
     else:
         database_url = f"sqlite:///{tmp_path / 'live.db'}"
     engine = make_engine(database_url)
@@ -162,7 +144,7 @@ def live_database(tmp_path: Path) -> Iterator[LiveSite]:
     finally:
         engine.dispose()
         if shared_url:
-            _postgres(shared_url, live_name, create=False)
+            drop_database(shared_url, live_name)
 
 
 @contextmanager
