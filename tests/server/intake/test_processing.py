@@ -502,6 +502,73 @@ def test_decrypted_files_wait_for_the_disk_a_few_at_a_time(tmp_path, monkeypatch
     assert store.read(stored[-1].sha256) == b"photo %d" % (processing._MAX_FILES_IN_FLIGHT + 1)
 
 
+def test_a_batch_decrypted_ahead_fails_each_bad_submission_with_its_own_reason(
+    household, device, session, worker
+):
+    """The batch's encrypted submissions are decrypted in a thread a few ahead of the one
+    being parsed; each is still read with its own key and data, and one encrypted for
+    another key or tampered with fails alone, with its own reason."""
+    names = ["Abdi", "Cumar", "Xasan", "Faadumo", "Hodan", "Sahra", "Yusuf"]
+    good = {
+        name: post_encrypted(device, household.key.public_key, head_first_name=name)
+        for name in names
+    }
+    other_key = crypto.public_key_base64(crypto.generate_key_pair())
+    wrong_key = post_encrypted(device, other_key, head_first_name="Warsame")
+    tampered = post_encrypted(
+        device, household.key.public_key, tamper=flip_first_byte, head_first_name="Nuur"
+    )
+
+    assert worker() == len(names) + 2
+
+    for name, submission in good.items():
+        row = only_submission(session, submission.instance_id)
+        assert row.processing_state == "processed", row.last_error
+        assert row.data["head"]["head_first_name"] == name
+        assert {a.plain_name for a in row.attachments if a.plain_sha256} == {PHOTO_NAME}
+    failures = {
+        s.instance_id: only_submission(session, s.instance_id) for s in (wrong_key, tampered)
+    }
+    assert {i: r.processing_state for i, r in failures.items()} == dict.fromkeys(failures, "failed")
+    assert "WrongKeyError" in failures[wrong_key.instance_id].last_error
+    assert "SignatureMismatchError" in failures[tampered.instance_id].last_error
+
+
+def test_a_batch_is_decrypted_only_a_few_submissions_ahead(
+    household, device, session, settings, monkeypatch
+):
+    """However large the batch (and its files), at most `_DECRYPT_AHEAD` submissions are
+    decrypted and waiting in memory; each is taken in the batch's order."""
+    posted = [
+        post_encrypted(device, household.key.public_key, head_first_name=f"Abdi{number}")
+        for number in range(processing._DECRYPT_AHEAD + 3)
+    ]
+    started = []
+    real_decrypt_with = processing._decrypt_with
+
+    def counted(inputs):
+        started.append(inputs["instance_id"])
+        return real_decrypt_with(inputs)
+
+    monkeypatch.setattr(processing, "_decrypt_with", counted)
+    context = processing.WorkerContext(
+        database=db,
+        store=blob_store(settings.data_dir),
+        key_encryption_key=settings.key_encryption_key,
+    )
+    submissions = [only_submission(session, s.instance_id) for s in posted]
+    decryptions = processing._Decryptions(session, context, submissions)
+    for number, submission in enumerate(submissions):
+        xml, media = decryptions.take(submission)
+        assert read_envelope(xml).instance_id == submission.instance_id
+        assert set(media) == {PHOTO_NAME}
+        assert len(decryptions._started) <= processing._DECRYPT_AHEAD - 1
+        waiting_or_taken = min(number + processing._DECRYPT_AHEAD, len(submissions))
+        assert len(decryptions._started) + number + 1 == waiting_or_taken
+    processing._decrypter().submit(lambda: None).result(10)  # the thread is done
+    assert sorted(started) == sorted(s.instance_id for s in posted)
+
+
 def test_in_a_batch_a_submission_leased_away_meanwhile_is_left_alone(
     household, device, session, settings
 ):
