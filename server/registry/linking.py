@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, bindparam, case, delete, func, null, select
+from sqlalchemy import Select, bindparam, case, delete, event, func, null, select
 from sqlalchemy.orm import Session, aliased
 
 from server.accounts.models import User
@@ -398,11 +398,40 @@ def candidates(session: Session, entity: Entity, keys: set[str]) -> list[Candida
     return found
 
 
+# Lists found with no stored model, in the session's current transaction: a stored
+# model stays in the session's identity map, but its absence does not, and each record
+# applied (a household and each of its members) asked the database again.
+_NO_MODEL = "registry_lists_without_model"
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_missing_models(session: Session, *_args: Any) -> None:
+    session.info.pop(_NO_MODEL, None)
+
+
+@event.listens_for(Session, "pending_to_persistent")
+def _model_stored(session: Session, instance: object) -> None:
+    if isinstance(instance, MatchModel):  # `relink` fitted one in this transaction
+        session.info.pop(_NO_MODEL, None)
+
+
+def _stored_model(session: Session, list_name: str) -> MatchModel | None:
+    missing: set[str] = session.info.setdefault(_NO_MODEL, set())
+    if list_name in missing:
+        return None
+    stored = session.get(MatchModel, list_name)
+    if stored is None:
+        missing.add(list_name)
+    return stored
+
+
 def model_for(session: Session, list_name: str) -> matching.FellegiSunterModel:
     """The list's fitted model, or the default one. Built once per fit and kept (a model
     is never changed in place; `relink` stores a new one with a new `fitted_at`), since
-    building it again for every new record cost as much as a query."""
-    stored = session.get(MatchModel, list_name)
+    building it again for every new record cost as much as a query. A list without a
+    stored model is looked up once per transaction."""
+    stored = _stored_model(session, list_name)
     fitted = stored is not None and bool(stored.parameters)
     version = (list_name, stored.fitted_at if stored is not None and fitted else None)
     model = _models.get(version)

@@ -7,11 +7,12 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from server.db import utcnow
 from server.registry import linking, matching
-from server.registry.models import HOUSEHOLDS, Entity, MatchModel
+from server.registry.models import HOUSEHOLDS, MEMBERS, Entity, MatchModel
 from tests import factories
 from tests.factories import DistrictFactory, HouseholdFactory, MemberFactory
 
@@ -234,6 +235,30 @@ def test_the_model_is_the_latest_fit_of_the_list(session):
     stored.fitted_at = utcnow()
     session.flush()
     assert linking.model_for(session, HOUSEHOLDS).prior == pytest.approx(0.3)
+
+
+def test_a_list_without_a_model_is_looked_up_once_a_transaction(session):
+    """Applying a household asks for the model of each record (the household and every
+    member): while none is stored, the database is asked once per list and transaction,
+    and asked again in the next transaction, where one may have been stored since."""
+    lookups = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "FROM registry_match_model" in statement:
+            lookups.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(3):
+            assert linking.model_for(session, HOUSEHOLDS) == matching.default_model(household=True)
+            linking.model_for(session, MEMBERS)
+        assert len(lookups) == 2
+        session.commit()
+        linking.model_for(session, HOUSEHOLDS)
+        assert len(lookups) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_merged_and_deleted_households_are_no_candidates_and_take_no_place(session, district):
