@@ -266,9 +266,10 @@ def _needs_decrypting(submission: Submission) -> bool:
 
 
 class _Decryptions:
-    """The decrypted contents of a batch's submissions, taken in the batch's order
-    (`take`), each started `_DECRYPT_AHEAD` submissions before it is taken. What decrypting
-    a submission raises is raised when it is taken, so it fails that submission only."""
+    """The decrypted contents of a batch's submissions that need decrypting, each taken
+    once and in the batch's order (`take`), each started up to `_DECRYPT_AHEAD - 1`
+    submissions before it is taken. What decrypting a submission raises is raised when it
+    is taken, so it fails that submission only."""
 
     def __init__(
         self, session: Session, context: WorkerContext, submissions: list[Submission]
@@ -276,15 +277,10 @@ class _Decryptions:
         self._session = session
         self._context = context
         self._waiting = deque(s for s in submissions if _needs_decrypting(s))
-        self._not_started = {s.id for s in self._waiting}
         self._started: dict[uuid.UUID, Future[tuple[bytes, dict[str, bytes]]]] = {}
 
     def take(self, submission: Submission) -> tuple[bytes, dict[str, bytes]]:
-        if submission.id not in self._started and submission.id not in self._not_started:
-            return decrypt(self._session, self._context, submission)  # not the batch's
-        while self._waiting and (
-            submission.id not in self._started or len(self._started) < _DECRYPT_AHEAD
-        ):
+        while self._waiting and len(self._started) < _DECRYPT_AHEAD:
             self._start(self._waiting.popleft())
         return self._started.pop(submission.id).result()
 
@@ -297,7 +293,6 @@ class _Decryptions:
             future.set_exception(error)
         else:
             future = _decrypter().submit(_decrypt_with, inputs)
-        self._not_started.discard(submission.id)
         self._started[submission.id] = future
 
 
