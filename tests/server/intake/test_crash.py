@@ -184,12 +184,12 @@ def test_a_submission_that_keeps_killing_its_worker_fails_alone(site, started_di
     (first,) = list(started_dir.iterdir())
     poison = next(i for i in instance_ids if first.name.endswith(i.replace(":", "_")))
     assert {row.attempts for row in submissions(site, instance_ids).values()} == {1}
-    # As if it had killed three more workers since (each retry leased alone, as the last
-    # one is below):
+    # As if it had killed all but one of the workers it may since (each retry leased
+    # alone, as the last one is below):
     with site.engine.begin() as connection:
         connection.execute(
             text("UPDATE submission SET attempts = :n WHERE instance_id = :i"),
-            {"n": processing.MAX_ATTEMPTS - 1, "i": poison},
+            {"n": processing.MAX_WORKER_STOPS - 1, "i": poison},
         )
     wait_for_leases_to_expire(site, instance_ids)
     worker = start_worker(site, started_dir, pause=60)
@@ -198,14 +198,15 @@ def test_a_submission_that_keeps_killing_its_worker_fails_alone(site, started_di
     rows = submissions(site, instance_ids)
     # (The other two still show the first worker's expired lease.)
     assert {i: r.attempts for i, r in rows.items()} == {
-        i: processing.MAX_ATTEMPTS if i == poison else 1 for i in instance_ids
+        i: processing.MAX_WORKER_STOPS if i == poison else 1 for i in instance_ids
     }, "the retry of the poison submission was leased alone"
 
     wait_for_leases_to_expire(site, instance_ids)
     assert "processed 2" in drain(site, started_dir)
     rows = submissions(site, instance_ids)
     assert rows[poison].processing_state == "failed"
-    assert "gave up after 5 attempts" in (rows[poison].last_error or "")
+    gave_up = f"gave up after {processing.MAX_WORKER_STOPS} attempts"
+    assert gave_up in (rows[poison].last_error or "")
     assert {i: r.processing_state for i, r in rows.items() if i != poison} == {
         i: "processed" for i in instance_ids if i != poison
     }

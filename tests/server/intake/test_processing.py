@@ -725,7 +725,7 @@ def test_a_submission_that_keeps_killing_workers_is_failed_not_retried_forever(
         update(Submission).values(
             processing_state="processing",
             leased_by="oom-killed",
-            attempts=processing.MAX_ATTEMPTS,
+            attempts=processing.MAX_WORKER_STOPS,
             lease_until=utcnow() - dt.timedelta(seconds=1),
         )
     )
@@ -734,7 +734,49 @@ def test_a_submission_that_keeps_killing_workers_is_failed_not_retried_forever(
     assert worker() == 0
     failed = only_submission(session, instance_id)
     assert failed.processing_state == "failed"
-    assert "stopped" in failed.last_error and str(processing.MAX_ATTEMPTS) in failed.last_error
+    assert "stopped" in failed.last_error
+    assert f"after {processing.MAX_WORKER_STOPS} attempts" in failed.last_error
+
+
+def test_a_starting_worker_opens_what_the_waiting_submissions_need_before_leasing(
+    household, device, session, settings
+):
+    encrypted = post_encrypted(device, household.key.public_key)
+    context = processing.WorkerContext(
+        database=db,
+        store=blob_store(settings.data_dir),
+        key_encryption_key=settings.key_encryption_key,
+    )
+
+    processing.warm_up(context)
+
+    # Opened ahead, so the first lease does not carry the worker's start-up ...
+    assert list(context._private_keys) == [household.key.id]
+    assert [version_id for version_id, _md5 in context._definitions] == [household.id]
+    # ... and nothing was leased or charged an attempt meanwhile.
+    waiting = only_submission(session, encrypted.instance_id)
+    assert (waiting.processing_state, waiting.attempts, waiting.leased_by) == ("queued", 0, None)
+
+
+def test_a_key_that_cannot_be_opened_ahead_is_reported_when_processing(
+    household, device, session, settings
+):
+    encrypted = post_encrypted(device, household.key.public_key)
+    context = processing.WorkerContext(
+        database=db,
+        store=blob_store(settings.data_dir),
+        key_encryption_key="not the key it was sealed with, 32 bytes+",
+    )
+
+    processing.warm_up(context)  # does not stop the worker
+    assert context._private_keys == {}
+
+    assert processing.run(context, drain=True) == 1
+    # Processing meets the error and records it; a wrong key-encryption key is the
+    # operator's to fix, so the submission is retried later rather than failed.
+    retried = only_submission(session, encrypted.instance_id)
+    assert (retried.processing_state, retried.attempts) == ("queued", 1)
+    assert "sealed under another key-encryption key" in retried.last_error
 
 
 def test_a_worker_that_lost_its_lease_changes_nothing(household, device, session, settings):
