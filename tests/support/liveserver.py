@@ -121,7 +121,11 @@ class LiveServer:
             start_new_session=True,  # its own process group, so kill() takes the workers too
         )
         log.close()
-        self._wait_until_serving()
+        try:
+            self._wait_until_serving()
+        except BaseException:
+            self.kill()  # a server that never answered must not outlive the test run
+            raise
 
     def _wait_until_serving(self) -> None:
         deadline = time.monotonic() + 60
