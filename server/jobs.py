@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import update
 
+from server.accounts.service import purge_expired_web_sessions
 from server.blobs import blob_store
 from server.db import Database, db, utcnow
 from server.intake.models import Submission
@@ -58,6 +59,11 @@ def _requeue(app: Flask) -> Any:
     return requeue_expired_leases(db)
 
 
+def _purge_web_sessions(app: Flask) -> Any:
+    with db.job_session() as session:
+        return purge_expired_web_sessions(session)
+
+
 def _purge(app: Flask) -> Any:
     settings = app.config["DIIWAAN"]
     return purge_incomplete_uploads(
@@ -77,6 +83,12 @@ JOBS: tuple[PeriodicJob, ...] = (
         60,
         _purge,
         "delete stale partial uploads; process submissions whose attachments never came",
+    ),
+    PeriodicJob(
+        "purge-expired-web-sessions",
+        60,
+        _purge_web_sessions,
+        "forget browsers' sign-ins that have expired",
     ),
 )
 

@@ -54,9 +54,19 @@ def session_fingerprint(user: User) -> str:
 def start_session(user: User) -> None:
     # A fresh session on every sign-in: nothing chosen before login survives it.
     session.clear()
-    session["user_id"] = str(user.id)
+    session["sid"] = service.open_web_session(
+        db.session, user, current_app.permanent_session_lifetime
+    )
     session["fp"] = session_fingerprint(user)
     session.permanent = True
+
+
+def end_session() -> None:
+    """Sign this browser out: its sign-in is forgotten on the server too, so the cookie
+    stops working wherever a copy of it is."""
+    if isinstance(session.get("sid"), str):
+        service.close_web_session(db.session, session["sid"])
+    session.clear()
 
 
 def _basic_credentials() -> tuple[str, str] | None:
@@ -97,8 +107,9 @@ def load_identity() -> None:
             record_success=False,
         )
         g.auth_method = "basic"
-    elif "user_id" in session and _session_cookie_honoured():
-        user = sess.get(User, _uuid_or_none(session["user_id"]))
+    elif "sid" in session and _session_cookie_honoured():
+        secret = session["sid"]
+        user = service.web_session_user(sess, secret) if isinstance(secret, str) else None
         if user is None or not user.active or session.get("fp") != session_fingerprint(user):
             session.clear()
         else:
@@ -110,15 +121,6 @@ def _session_cookie_honoured() -> bool:
     # The API is CSRF-exempt, so a browser's cookie must not work there; its documentation
     # page is an ordinary read-only page that shows the signed-in header like any other.
     return not request.path.startswith("/api/") or request.endpoint == "api_docs"
-
-
-def _uuid_or_none(value: Any) -> Any:
-    import uuid
-
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def current_user() -> User:
@@ -167,6 +169,7 @@ __all__ = [
     "DeviceKeyPrefix",
     "Response",
     "current_user",
+    "end_session",
     "load_identity",
     "login_required",
     "safe_next",

@@ -112,6 +112,22 @@ class Token(Base):
     user: Mapped[User] = relationship()
 
 
+class WebSession(Base):
+    """A browser's sign-in. The session cookie (signed, as Flask's is) carries its secret;
+    only the secret's sha256 is stored. Signing out deletes the row, so a copy of the
+    cookie taken before stops working at once rather than when it would have expired,
+    and a sign-in ends `expires_at` after it began however active the browser is."""
+
+    __tablename__ = "web_session"
+
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_event"
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Select, bindparam, false, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, delete, false, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from server.accounts.models import (
@@ -33,6 +33,7 @@ from server.accounts.models import (
     Token,
     User,
     Village,
+    WebSession,
 )
 from server.db import as_utc, utcnow
 from server.errors import (
@@ -498,6 +499,42 @@ def authenticate(
         audit(session, user, "login", user)
     session.flush()
     return user
+
+
+# ---------------------------------------------------------------- browser sign-ins
+
+
+def open_web_session(session: Session, user: User, lifetime: dt.timedelta) -> str:
+    """Record a browser's sign-in; returns the secret its session cookie carries."""
+    secret, now = _new_secret(), utcnow()
+    session.add(
+        WebSession(
+            secret_hash=_secret_hash(secret),
+            user_id=user.id,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    session.flush()
+    return secret
+
+
+def web_session_user(session: Session, secret: str) -> User | None:
+    """The user signed in with `secret`, or None once signed out or expired."""
+    row = session.get(WebSession, _secret_hash(secret))
+    if row is None or as_utc(row.expires_at) <= utcnow():
+        return None
+    return session.get(User, row.user_id)
+
+
+def close_web_session(session: Session, secret: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.secret_hash == _secret_hash(secret)))
+
+
+def purge_expired_web_sessions(session: Session) -> int:
+    """Scheduler job: forget sign-ins that have expired (they already let nobody in)."""
+    result = session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -------------------------------------------------------------------------- tokens

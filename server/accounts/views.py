@@ -22,6 +22,7 @@ from flask.views import MethodView
 from server.accounts import service
 from server.accounts.auth import (
     current_user,
+    end_session,
     login_required,
     safe_next,
     session_fingerprint,
@@ -97,7 +98,7 @@ def logout() -> Any:
     user = g.get("user")
     if user is not None:
         service.audit(db.session, user, "logout", user)
-    session.clear()
+    end_session()
     return redirect(url_for("accounts.login"))
 
 

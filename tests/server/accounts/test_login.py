@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
 
 from server.accounts import service
-from server.accounts.models import User
+from server.accounts.models import User, WebSession
 from server.db import as_utc, utcnow
 from tests.conftest import PASSWORD, Browser
 from tests.factories import AdminFactory, SupervisorFactory, UserFactory
@@ -91,6 +92,61 @@ def test_logout_ends_the_session(browser):
     assert response.status_code == 302
     assert response.headers["Location"] == "/login"
     assert browser.get("/").status_code == 302
+
+
+def signed_in_cookie(browser: Browser, username: str) -> str:
+    browser.login(username)
+    cookie = browser.client.get_cookie("diiwaan_session")
+    assert cookie is not None and browser.get("/").status_code == 200
+    return cookie.value
+
+
+def test_a_copy_of_the_cookie_stops_working_once_its_browser_signs_out(browser):
+    copied = signed_in_cookie(browser, AdminFactory().username)
+
+    assert browser.post("/logout").status_code == 302
+    browser.client.set_cookie("diiwaan_session", copied)
+
+    response = browser.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_signing_out_one_browser_leaves_the_users_other_browsers_signed_in(app, browser):
+    admin = AdminFactory()
+    other = Browser(app.test_client())
+    signed_in_cookie(other, admin.username)
+    signed_in_cookie(browser, admin.username)
+
+    browser.post("/logout")
+
+    assert browser.get("/").status_code == 302
+    assert other.get("/").status_code == 200
+
+
+def test_a_sign_in_ends_when_it_expires_however_active_the_browser(browser, session):
+    admin = AdminFactory()
+    signed_in_cookie(browser, admin.username)
+    (sign_in,) = session.scalars(select(WebSession).where(WebSession.user_id == admin.id))
+    assert as_utc(sign_in.expires_at) - as_utc(sign_in.created_at) == dt.timedelta(hours=12)
+
+    sign_in.expires_at = utcnow() - dt.timedelta(seconds=1)
+    session.flush()
+
+    response = browser.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_expired_sign_ins_are_purged_and_live_ones_kept(browser, session):
+    admin, supervisor = AdminFactory(), SupervisorFactory()
+    signed_in_cookie(browser, admin.username)
+    signed_in_cookie(Browser(browser.client.application.test_client()), supervisor.username)
+    expired = session.scalars(select(WebSession).where(WebSession.user_id == admin.id)).one()
+    expired.expires_at = utcnow() - dt.timedelta(minutes=1)
+    session.flush()
+
+    assert service.purge_expired_web_sessions(session) == 1
+
+    assert [row.user_id for row in session.scalars(select(WebSession))] == [supervisor.id]
 
 
 def test_lockout_after_max_failures_answers_429_with_retry_after(app, browser):

@@ -802,7 +802,11 @@ def test_a_worker_that_lost_its_lease_changes_nothing(household, device, session
 def test_scheduler_jobs_have_stable_ids_and_replace_existing(app, monkeypatch):
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    assert [job.id for job in jobs.JOBS] == ["requeue-expired-leases", "purge-incomplete-uploads"]
+    assert [job.id for job in jobs.JOBS] == [
+        "requeue-expired-leases",
+        "purge-incomplete-uploads",
+        "purge-expired-web-sessions",
+    ]
     added = []
     real_add_job = BlockingScheduler.add_job
 
