@@ -738,15 +738,17 @@ def test_a_submission_that_keeps_killing_workers_is_failed_not_retried_forever(
     assert f"after {processing.MAX_WORKER_STOPS} attempts" in failed.last_error
 
 
+def starting_worker(settings, key_encryption_key: str) -> processing.WorkerContext:
+    return processing.WorkerContext(
+        database=db, store=blob_store(settings.data_dir), key_encryption_key=key_encryption_key
+    )
+
+
 def test_a_starting_worker_opens_what_the_waiting_submissions_need_before_leasing(
     household, device, session, settings
 ):
     encrypted = post_encrypted(device, household.key.public_key)
-    context = processing.WorkerContext(
-        database=db,
-        store=blob_store(settings.data_dir),
-        key_encryption_key=settings.key_encryption_key,
-    )
+    context = starting_worker(settings, settings.key_encryption_key)
 
     processing.warm_up(context)
 
@@ -762,11 +764,7 @@ def test_a_key_that_cannot_be_opened_ahead_is_reported_when_processing(
     household, device, session, settings
 ):
     encrypted = post_encrypted(device, household.key.public_key)
-    context = processing.WorkerContext(
-        database=db,
-        store=blob_store(settings.data_dir),
-        key_encryption_key="not the key it was sealed with, 32 bytes+",
-    )
+    context = starting_worker(settings, "not the key it was sealed with, 32 bytes+")
 
     processing.warm_up(context)  # does not stop the worker
     assert context._private_keys == {}
