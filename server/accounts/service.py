@@ -531,6 +531,28 @@ def close_web_session(session: Session, secret: str) -> None:
     session.execute(delete(WebSession).where(WebSession.secret_hash == _secret_hash(secret)))
 
 
+def web_sessions_of(session: Session, actor: User, user: User) -> list[WebSession]:
+    """The browsers `user` is signed in on (those not yet expired), newest first."""
+    require(actor, "users.manage")
+    return list(
+        session.scalars(
+            select(WebSession)
+            .where(WebSession.user_id == user.id, WebSession.expires_at > utcnow())
+            .order_by(WebSession.created_at.desc())
+        )
+    )
+
+
+def end_web_sessions(session: Session, actor: User, user: User) -> int:
+    """Sign `user` out of every browser (a lost laptop, a shared computer): the next
+    request of each goes to the sign-in page. Tokens are left as they are."""
+    require(actor, "users.manage")
+    result = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    ended = int(getattr(result, "rowcount", 0) or 0)
+    audit(session, actor, "user.sign_out_everywhere", user, sign_ins=ended)
+    return ended
+
+
 def purge_expired_web_sessions(session: Session) -> int:
     """Scheduler job: forget sign-ins that have expired (they already let nobody in)."""
     result = session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))

@@ -187,7 +187,17 @@ def user_edit(user_id: str) -> Any:
         problems=problems,
         tokens=service.list_tokens(db.session, g.user, user),
         new_token=session.pop("new_token", None),
+        sign_ins=service.web_sessions_of(db.session, g.user, user),
     ), (400 if problems else 200)
+
+
+@pages.post("/users/<user_id>/sign-out")
+@login_required
+def user_sign_out(user_id: str) -> Any:
+    user = service.get_user(db.session, user_id)
+    ended = service.end_web_sessions(db.session, g.user, user)
+    flash(f"Signed {user.username} out of {ended} browser(s).")
+    return redirect(url_for("accounts.user_edit", user_id=user.id))
 
 
 @pages.post("/users/<user_id>/tokens")

@@ -104,3 +104,29 @@ def test_wrong_password_shows_the_error_on_the_login_page(live_server, page, scr
     expect(page.get_by_label("Password")).to_be_focused()
     expect(page).to_have_url(re.compile(r"/login$"))
     screenshot("wrong-password")
+
+
+def test_an_administrator_signs_a_lost_laptop_out(live_server, chromium, page, screenshot):
+    made = live_server.cli(
+        "users", "create", "laptop.admin", "--role", "admin", "--password", "a lost laptop's pass"
+    )
+    assert made.returncode == 0, made.stderr
+    laptop = chromium.new_context(base_url=live_server.url)
+    try:
+        lost = laptop.new_page()
+        sign_in(lost, "laptop.admin", "a lost laptop's pass")
+        expect(lost.get_by_role("heading", level=1)).to_have_text("Welcome, laptop.admin")
+
+        sign_in(page, "admin", ADMIN_PASSWORD)
+        page.goto("/users")
+        page.get_by_role("link", name="laptop.admin").click()
+        expect(page.get_by_role("heading", name="Signed in")).to_be_visible()
+        screenshot("sign-ins")
+        page.get_by_role("button", name="Sign out of every browser").click()
+        expect(page.get_by_role("status")).to_have_text("Signed laptop.admin out of 1 browser(s).")
+        expect(page.get_by_text("Not signed in on any browser.")).to_be_visible()
+
+        lost.reload()
+        expect(lost).to_have_url(re.compile(r"/login\?next=/$"))
+    finally:
+        laptop.close()

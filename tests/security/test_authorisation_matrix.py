@@ -106,6 +106,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("accounts.user_new", "GET"): PAGE_ADMIN,
     ("accounts.user_new", "POST"): PAGE_ADMIN,
     ("accounts.user_token_new", "POST"): PAGE_ADMIN,
+    ("accounts.user_sign_out", "POST"): PAGE_ADMIN,
     ("accounts.users", "GET"): PAGE_ADMIN,
     # accounts API
     ("accounts_api.Audit", "GET"): API_ADMIN,
@@ -298,7 +299,12 @@ def _url_values(world: World, endpoint: str, district: str) -> dict[str, Any]:
         return {"submission_id": records.submission_id}
     if endpoint.startswith("sync_api."):
         return {"device_id": records.device_id}
-    if endpoint in ("accounts.user_edit", "accounts.user_token_new", "catalog.collect_qr"):
+    if endpoint in (
+        "accounts.user_edit",
+        "accounts.user_token_new",
+        "accounts.user_sign_out",
+        "catalog.collect_qr",
+    ):
         return {"user_id": world.other_users["enumerator"].id}
     if endpoint == "accounts_api.UserItem":
         return {"user_id": world.other_users["enumerator"].id}

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from server.accounts import service
-from server.accounts.models import User, WebSession
+from server.accounts.models import AuditEvent, User, WebSession
 from server.db import as_utc, utcnow
 from tests.conftest import PASSWORD, Browser
 from tests.factories import AdminFactory, SupervisorFactory, UserFactory
@@ -147,6 +147,29 @@ def test_expired_sign_ins_are_purged_and_live_ones_kept(browser, session):
     assert service.purge_expired_web_sessions(session) == 1
 
     assert [row.user_id for row in session.scalars(select(WebSession))] == [supervisor.id]
+
+
+def test_an_administrator_signs_a_user_out_of_every_browser(app, browser, session):
+    supervisor = SupervisorFactory()
+    laptop, phone = Browser(app.test_client()), Browser(app.test_client())
+    signed_in_cookie(laptop, supervisor.username)
+    signed_in_cookie(phone, supervisor.username)
+    browser.login(AdminFactory().username)
+
+    page = browser.get(f"/users/{supervisor.id}").get_data(as_text=True)
+    assert page.count("<tr><td>20") == 2  # two sign-ins listed, with their times
+    response = browser.post(f"/users/{supervisor.id}/sign-out")
+
+    assert response.status_code == 302
+    assert "out of 2 browser(s)" in browser.get(response.headers["Location"]).get_data(
+        as_text=True
+    )
+    assert laptop.get("/").status_code == 302 and phone.get("/").status_code == 302
+    assert browser.get("/").status_code == 200  # the administrator's own sign-in stays
+    (event,) = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "user.sign_out_everywhere")
+    )
+    assert (event.target_id, event.details) == (str(supervisor.id), {"sign_ins": 2})
 
 
 def test_lockout_after_max_failures_answers_429_with_retry_after(app, browser):
