@@ -161,9 +161,8 @@ def test_an_administrator_signs_a_user_out_of_every_browser(app, browser, sessio
     response = browser.post(f"/users/{supervisor.id}/sign-out")
 
     assert response.status_code == 302
-    assert "out of 2 browser(s)" in browser.get(response.headers["Location"]).get_data(
-        as_text=True
-    )
+    user_page = browser.get(response.headers["Location"]).get_data(as_text=True)
+    assert "out of 2 browser(s)" in user_page
     assert laptop.get("/").status_code == 302 and phone.get("/").status_code == 302
     assert browser.get("/").status_code == 200  # the administrator's own sign-in stays
     (event,) = session.scalars(
