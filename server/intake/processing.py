@@ -30,7 +30,7 @@ from server.accounts.models import District
 from server.blobs import BlobStore, StoredBlob
 from server.catalog import service as catalog
 from server.catalog.models import FormVersion
-from server.db import Database, utcnow
+from server.db import Database, rowcount, utcnow
 from server.intake.hooks import Processed, run_processed_hooks
 from server.intake.models import Submission, SubmissionAttachment
 from sync import crypto
@@ -259,22 +259,15 @@ def _decrypt_with(inputs: dict[str, Any]) -> tuple[bytes, dict[str, bytes]]:
 # submissions overlaps parsing this one, on another core. One thread keeps ahead of the
 # parsing; a second, measured on two cores, only added lock contention. At most
 # `_DECRYPT_AHEAD` decrypted submissions wait in memory, whatever their files' size.
-_DECRYPT_THREADS = 1
 _DECRYPT_AHEAD = 4
-_decrypters: ThreadPoolExecutor | None = None
-_decrypters_lock = threading.Lock()
+# (A pool starts its threads on first use, so a process that never decrypts has none.)
+_decrypter = ThreadPoolExecutor(1, thread_name_prefix="worker-decrypt")
 
 
-def _decrypter() -> ThreadPoolExecutor:
-    global _decrypters
-    with _decrypters_lock:
-        if _decrypters is None:
-            _decrypters = ThreadPoolExecutor(_DECRYPT_THREADS, thread_name_prefix="worker-decrypt")
-        return _decrypters
-
-
-def _needs_decrypting(submission: Submission) -> bool:
-    return submission.encrypted and submission.form_version.encryption != "self-managed"
+def _server_decrypts(version: FormVersion) -> bool:
+    """Whether the server holds the key of `version`'s encrypted submissions (managed
+    encryption) rather than the form's owners (self-managed: kept encrypted)."""
+    return version.encryption != "self-managed"
 
 
 class _Decryptions:
@@ -288,7 +281,9 @@ class _Decryptions:
     ) -> None:
         self._session = session
         self._context = context
-        self._waiting = deque(s for s in submissions if _needs_decrypting(s))
+        self._waiting = deque(
+            s for s in submissions if s.encrypted and _server_decrypts(s.form_version)
+        )
         self._started: dict[uuid.UUID, Future[tuple[bytes, dict[str, bytes]]]] = {}
 
     def take(self, submission: Submission) -> tuple[bytes, dict[str, bytes]]:
@@ -304,7 +299,7 @@ class _Decryptions:
             future = Future()
             future.set_exception(error)
         else:
-            future = _decrypter().submit(_decrypt_with, inputs)
+            future = _decrypter.submit(_decrypt_with, inputs)
         self._started[submission.id] = future
 
 
@@ -361,18 +356,14 @@ _UPDATE_BY_ID = {
 # item's wall time, one after another, before), and fsyncs issued together share the
 # filesystem's journal commits. Bounded, so a slow disk cannot pile a batch's
 # decrypted files up in memory.
-_FILE_THREADS = 4
 _MAX_FILES_IN_FLIGHT = 8
-_file_writers: ThreadPoolExecutor | None = None
+_file_writers = ThreadPoolExecutor(4, thread_name_prefix="worker-files")
 _files_in_flight: deque[Future[StoredBlob]] = deque()
 _files_lock = threading.Lock()
 
 
 def _store_in_background(store: BlobStore, data: bytes) -> Future[StoredBlob]:
-    global _file_writers
     with _files_lock:
-        if _file_writers is None:
-            _file_writers = ThreadPoolExecutor(_FILE_THREADS, thread_name_prefix="worker-files")
         while _files_in_flight and (
             _files_in_flight[0].done() or len(_files_in_flight) >= _MAX_FILES_IN_FLIGHT
         ):
@@ -407,7 +398,7 @@ def _prepare(
     store, which is content-addressed (storing them again on a retry changes nothing), in
     the background."""
     version = submission.form_version
-    if submission.encrypted and version.encryption == "self-managed":
+    if submission.encrypted and not _server_decrypts(version):
         return _Result(submission, {"processing_state": "encrypted", "lease_until": None})
     result = _Result(submission, {})
     if submission.encrypted:
@@ -678,7 +669,7 @@ def warm_up(context: WorkerContext) -> None:
         for version in versions:
             try:
                 context.definition(version)
-                if version.key_id is not None and version.encryption != "self-managed":
+                if version.key_id is not None and _server_decrypts(version):
                     context.private_key(session, version.key_id)
             except Exception:  # noqa: BLE001 - processing reports it, per submission
                 log.info("form version %s could not be opened ahead", version.id, exc_info=True)
@@ -692,7 +683,7 @@ def requeue_expired_leases(database: Database) -> int:
             .where(Submission.processing_state == "processing", Submission.lease_until < utcnow())
             .values(processing_state="queued", lease_until=None, leased_by=None)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        return rowcount(result)
 
 
 def reprocess(
@@ -713,4 +704,4 @@ def reprocess(
         statement = statement.where(Submission.processing_state.in_(["failed", "processed"]))
     if submission_ids:
         statement = statement.where(Submission.id.in_(submission_ids))
-    return int(getattr(session.execute(statement), "rowcount", 0) or 0)
+    return rowcount(session.execute(statement))

@@ -82,6 +82,13 @@ def post_encrypted(device, public_key: str, *, tamper=None, **answers):
     return submission
 
 
+def starting_worker(settings, key_encryption_key: str) -> processing.WorkerContext:
+    """A worker's context as `diiwaan worker` makes it, not yet running."""
+    return processing.WorkerContext(
+        database=db, store=blob_store(settings.data_dir), key_encryption_key=key_encryption_key
+    )
+
+
 def test_worker_drains_the_queue_into_typed_data(household, device, session, worker, store):
     members = [
         MemberAnswers("Xaliimo Cabdi Nuur", "female", "1979-01-30", "head", "no"),
@@ -551,11 +558,7 @@ def test_a_batch_is_decrypted_only_a_few_submissions_ahead(
         return real_decrypt_with(inputs)
 
     monkeypatch.setattr(processing, "_decrypt_with", counted)
-    context = processing.WorkerContext(
-        database=db,
-        store=blob_store(settings.data_dir),
-        key_encryption_key=settings.key_encryption_key,
-    )
+    context = starting_worker(settings, settings.key_encryption_key)
     submissions = [only_submission(session, s.instance_id) for s in posted]
     decryptions = processing._Decryptions(session, context, submissions)
     for number, submission in enumerate(submissions):
@@ -565,7 +568,7 @@ def test_a_batch_is_decrypted_only_a_few_submissions_ahead(
         assert len(decryptions._started) <= processing._DECRYPT_AHEAD - 1
         waiting_or_taken = min(number + processing._DECRYPT_AHEAD, len(submissions))
         assert len(decryptions._started) + number + 1 == waiting_or_taken
-    processing._decrypter().submit(lambda: None).result(10)  # the thread is done
+    processing._decrypter.submit(lambda: None).result(10)  # the thread is done
     assert sorted(started) == sorted(s.instance_id for s in posted)
 
 
@@ -736,12 +739,6 @@ def test_a_submission_that_keeps_killing_workers_is_failed_not_retried_forever(
     assert failed.processing_state == "failed"
     assert "stopped" in failed.last_error
     assert f"after {processing.MAX_WORKER_STOPS} attempts" in failed.last_error
-
-
-def starting_worker(settings, key_encryption_key: str) -> processing.WorkerContext:
-    return processing.WorkerContext(
-        database=db, store=blob_store(settings.data_dir), key_encryption_key=key_encryption_key
-    )
 
 
 def test_a_starting_worker_opens_what_the_waiting_submissions_need_before_leasing(
