@@ -76,6 +76,11 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (0 where the driver does not say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; take it over
     # (the SQLAlchemy-documented recipe) and make SQLite behave like a real database.

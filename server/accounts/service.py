@@ -35,7 +35,7 @@ from server.accounts.models import (
     Village,
     WebSession,
 )
-from server.db import as_utc, utcnow
+from server.db import as_utc, rowcount, utcnow
 from server.errors import (
     Conflict,
     Forbidden,
@@ -519,12 +519,25 @@ def open_web_session(session: Session, user: User, lifetime: dt.timedelta) -> st
     return secret
 
 
+@functools.cache
+def _user_by_web_session() -> Select[User]:
+    """Built once, as `_token_by_secret_hash`: every page request asks it."""
+    return (
+        select(User)
+        .join(WebSession, WebSession.user_id == User.id)
+        .where(
+            WebSession.secret_hash == bindparam("secret_hash"),
+            WebSession.expires_at > bindparam("now"),
+        )
+    )
+
+
 def web_session_user(session: Session, secret: str) -> User | None:
-    """The user signed in with `secret`, or None once signed out or expired."""
-    row = session.get(WebSession, _secret_hash(secret))
-    if row is None or as_utc(row.expires_at) <= utcnow():
-        return None
-    return session.get(User, row.user_id)
+    """The user signed in with `secret`, or None once signed out or expired (one query:
+    every page request asks)."""
+    return session.scalar(
+        _user_by_web_session(), {"secret_hash": _secret_hash(secret), "now": utcnow()}
+    )
 
 
 def close_web_session(session: Session, secret: str) -> None:
@@ -548,7 +561,7 @@ def end_web_sessions(session: Session, actor: User, user: User) -> int:
     request of each goes to the sign-in page. Tokens are left as they are."""
     require(actor, "users.manage")
     result = session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-    ended = int(getattr(result, "rowcount", 0) or 0)
+    ended = rowcount(result)
     audit(session, actor, "user.sign_out_everywhere", user, sign_ins=ended)
     return ended
 
@@ -556,7 +569,7 @@ def end_web_sessions(session: Session, actor: User, user: User) -> int:
 def purge_expired_web_sessions(session: Session) -> int:
     """Scheduler job: forget sign-ins that have expired (they already let nobody in)."""
     result = session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 # -------------------------------------------------------------------------- tokens
