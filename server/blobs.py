@@ -129,6 +129,17 @@ class BlobStore:
         """Forget a staged blob (after `commit` there is nothing left to forget)."""
         staged.tmp_path.unlink(missing_ok=True)
 
+    def delete(self, sha256: str) -> bool:
+        """Remove a blob for good (its directory entry fsynced); False if it was not
+        there. The caller makes sure no row points at it any more."""
+        target = self._path(sha256)
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            return False
+        _fsync_dir(os.path.dirname(target))
+        return True
+
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 

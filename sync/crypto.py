@@ -556,32 +556,11 @@ def _split_files(
     return media, xml_ciphertext
 
 
-def decrypt_submission(
-    *,
-    form_id: str,
-    form_version: str | None,
-    instance_id: str,
-    base64_encrypted_key: str,
-    base64_signature: str | None,
-    encrypted_files: Sequence[tuple[str, bytes]],
-    encrypted_xml_file: str,
-    private_key: rsa.RSAPrivateKey,
-) -> DecryptedSubmission:
-    """Decrypt and verify one encrypted submission from its manifest fields and files.
-
-    `encrypted_files` holds the media `.enc` files in manifest order plus the XML file named
-    by `encrypted_xml_file` (anywhere in the list: it is always decrypted last). The element
-    signature is checked when `base64_signature` is given; None means the manifest had none
-    and the contents are returned unverified.
-
-    Raises WrongKeyError if the AES key does not unwrap with this private key,
-    MalformedEncryptedSubmissionError for bad base64, missing files or bad padding, and
-    SignatureMismatchError if the signature does not match the decrypted files. Callers
-    should not echo padding-versus-signature detail to unauthenticated clients: telling
-    the two apart for arbitrary ciphertexts is a padding oracle.
-    """
-    media_ciphertexts, xml_ciphertext = _split_files(encrypted_files, encrypted_xml_file)
-
+def _unwrap_aes_key(
+    private_key: rsa.RSAPrivateKey, base64_encrypted_key: str
+) -> tuple[bytes, padding.OAEP]:
+    """The submission's AES key, unwrapped from base64EncryptedKey, and the OAEP padding
+    that unwrapped it (the device signs with the same)."""
     wrapped_key = _decode_base64(base64_encrypted_key, "base64EncryptedKey")
     modulus_bytes = (private_key.key_size + 7) // 8
     if len(wrapped_key) != modulus_bytes:
@@ -607,6 +586,35 @@ def decrypt_submission(
         raise MalformedEncryptedSubmissionError(
             f"the unwrapped AES key is {len(aes_key)} bytes, expected {AES_KEY_BYTES}"
         )
+    return aes_key, key_padding
+
+
+def decrypt_submission(
+    *,
+    form_id: str,
+    form_version: str | None,
+    instance_id: str,
+    base64_encrypted_key: str,
+    base64_signature: str | None,
+    encrypted_files: Sequence[tuple[str, bytes]],
+    encrypted_xml_file: str,
+    private_key: rsa.RSAPrivateKey,
+) -> DecryptedSubmission:
+    """Decrypt and verify one encrypted submission from its manifest fields and files.
+
+    `encrypted_files` holds the media `.enc` files in manifest order plus the XML file named
+    by `encrypted_xml_file` (anywhere in the list: it is always decrypted last). The element
+    signature is checked when `base64_signature` is given; None means the manifest had none
+    and the contents are returned unverified.
+
+    Raises WrongKeyError if the AES key does not unwrap with this private key,
+    MalformedEncryptedSubmissionError for bad base64, missing files or bad padding, and
+    SignatureMismatchError if the signature does not match the decrypted files. Callers
+    should not echo padding-versus-signature detail to unauthenticated clients: telling
+    the two apart for arbitrary ciphertexts is a padding oracle.
+    """
+    media_ciphertexts, xml_ciphertext = _split_files(encrypted_files, encrypted_xml_file)
+    aes_key, key_padding = _unwrap_aes_key(private_key, base64_encrypted_key)
 
     ivs = _iv_sequence(instance_id, aes_key)
     media: list[tuple[str, bytes]] = []
@@ -628,6 +636,32 @@ def decrypt_submission(
             xml=xml,
         )
     return DecryptedSubmission(xml=xml, media=media)
+
+
+def decrypt_media_file(
+    *,
+    instance_id: str,
+    base64_encrypted_key: str,
+    index: int,
+    name: str,
+    ciphertext: bytes,
+    private_key: rsa.RSAPrivateKey,
+) -> bytes:
+    """Decrypt one media file of a submission without the others: the `index`-th `.enc`
+    file in manifest order (the IV of file i depends on i alone). Nothing here verifies
+    the file: the element signature covers every file together, so a caller that needs
+    this one's integrity compares it with a digest it kept when the whole submission was
+    decrypted and verified (`decrypt_submission`).
+
+    Raises WrongKeyError and MalformedEncryptedSubmissionError as `decrypt_submission`.
+    """
+    if index < 0:
+        raise ValueError(f"a file's index in the manifest is 0 or more, not {index}")
+    aes_key, _padding = _unwrap_aes_key(private_key, base64_encrypted_key)
+    ivs = _iv_sequence(instance_id, aes_key)
+    for _earlier in range(index):
+        next(ivs)
+    return _decrypt_file(aes_key, next(ivs), name, ciphertext)
 
 
 def _verify_signature(

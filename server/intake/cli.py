@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from server.blobs import blob_store
 from server.db import db
-from server.intake import processing
+from server.intake import files, processing
 from server.intake.models import Submission
 
 
@@ -112,6 +112,26 @@ def submissions_reprocess(failed: bool, submission_ids: tuple[str, ...]) -> None
     with db.job_session() as session:
         count = processing.reprocess(session, failed_only=failed and not ids, submission_ids=ids)
     click.echo(f"requeued {count} submission(s)")
+
+
+@submissions_group.command("forget-decrypted-copies")
+@with_appcontext
+def submissions_forget_decrypted_copies() -> None:
+    """Delete decrypted copies of encrypted media, which earlier Diiwaan stored.
+
+    Every read now decrypts the file the device sent, so the copies are no longer used;
+    run once after upgrading. A copy whose bytes are also a form's or a plain
+    submission's file is kept.
+    """
+    store = blob_store(current_app.config["DIIWAAN"].data_dir)
+    with db.job_session() as session:
+
+        def progress(chunks: Any) -> Any:
+            with click.progressbar(chunks, label="decrypted copies") as bar:
+                yield from bar
+
+        deleted, kept = files.forget_decrypted_copies(session, store, progress=progress)
+    click.echo(f"deleted {deleted} decrypted cop{'y' if deleted == 1 else 'ies'}; {kept} kept")
 
 
 @submissions_group.command("stats")

@@ -94,7 +94,9 @@ class SubmissionAttachment(Base):
     size: Mapped[int | None]
     content_type: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[dt.datetime | None]
-    # Encrypted submissions: the decrypted file, once a worker has decrypted it.
+    # Encrypted submissions: the media file's plain name and the sha256 of its plaintext,
+    # once a worker has decrypted and verified it. Only the encrypted file is stored: it
+    # is decrypted again whenever it is read (server/intake/files.py).
     plain_name: Mapped[str | None] = mapped_column(String(255))
     plain_sha256: Mapped[str | None] = mapped_column(String(64))
 

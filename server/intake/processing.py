@@ -7,15 +7,15 @@ retry after the lease expires has nothing to undo.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from forms.definition import FormDefinition, Question
 from forms.instance import InstanceError, parse_instance, read_envelope
 from server.accounts.models import District
-from server.blobs import BlobStore, StoredBlob
+from server.blobs import BlobStore
 from server.catalog import service as catalog
 from server.catalog.models import FormVersion
 from server.db import Database, rowcount, utcnow
@@ -351,28 +351,6 @@ _UPDATE_BY_ID = {
 }
 
 
-# Decrypted files are written and fsynced by a few threads while the worker goes on
-# decrypting and parsing: an fsync waits on the disk, not the CPU (≈ 0.6 ms of each
-# item's wall time, one after another, before), and fsyncs issued together share the
-# filesystem's journal commits. Bounded, so a slow disk cannot pile a batch's
-# decrypted files up in memory.
-_MAX_FILES_IN_FLIGHT = 8
-_file_writers = ThreadPoolExecutor(4, thread_name_prefix="worker-files")
-_files_in_flight: deque[Future[StoredBlob]] = deque()
-_files_lock = threading.Lock()
-
-
-def _store_in_background(store: BlobStore, data: bytes) -> Future[StoredBlob]:
-    with _files_lock:
-        while _files_in_flight and (
-            _files_in_flight[0].done() or len(_files_in_flight) >= _MAX_FILES_IN_FLIGHT
-        ):
-            wait([_files_in_flight.popleft()])
-        stored = _file_writers.submit(store.put_bytes, data)
-        _files_in_flight.append(stored)
-        return stored
-
-
 @dataclass
 class _Result:
     """What processing made of one submission, not yet written: the worker works out a
@@ -380,10 +358,9 @@ class _Result:
 
     submission: Submission
     values: dict[str, Any]  # the submission's columns
-    # Decrypted files (attachment, plain name, being stored): see `_store_in_background`.
-    plain_files: list[tuple[SubmissionAttachment, str, Future[StoredBlob]]] = field(
-        default_factory=list
-    )
+    # Decrypted media: (attachment, plain name, sha256 of the plaintext). Only the digest
+    # is kept; the file stays encrypted in the store (`server.intake.files`).
+    plain_files: list[tuple[SubmissionAttachment, str, str]] = field(default_factory=list)
     processed: Processed | None = None  # what the hooks get; None when nothing was read
 
 
@@ -394,9 +371,9 @@ def _prepare(
     decryptions: _Decryptions | None = None,
 ) -> _Result:
     """Decrypt (or take from `decryptions`) and parse one loaded, locked, leased
-    submission, writing nothing to the database. The decrypted files go to the blob
-    store, which is content-addressed (storing them again on a retry changes nothing), in
-    the background."""
+    submission, writing nothing to the database and nothing to the blob store: decrypted
+    media are verified (the element signature covers them) and their digests kept, but
+    they are not stored (`server.intake.files` decrypts them again when they are read)."""
     version = submission.form_version
     if submission.encrypted and not _server_decrypts(version):
         return _Result(submission, {"processing_state": "encrypted", "lease_until": None})
@@ -409,8 +386,8 @@ def _prepare(
         for attachment in submission.attachments:
             plain_name = attachment.name.removesuffix(".enc")
             if plain_name in media:
-                stored = _store_in_background(context.store, media[plain_name])
-                result.plain_files.append((attachment, plain_name, stored))
+                digest = hashlib.sha256(media[plain_name]).hexdigest()
+                result.plain_files.append((attachment, plain_name, digest))
     else:
         xml = context.store.read(submission.xml_sha256)
     definition = context.definition(version)
@@ -422,7 +399,7 @@ def _prepare(
     if instance_name is None and parsed.envelope.instance_name:
         # An encrypted manifest carries no instanceName; the decrypted instance does.
         instance_name = parsed.envelope.instance_name[:500]
-    plain_names = {id(a): name for a, name, _stored in result.plain_files}
+    plain_names = {id(a): name for a, name, _digest in result.plain_files}
     received = {
         plain_names.get(id(a), a.plain_name or a.name) for a in submission.attachments if a.sha256
     }
@@ -454,10 +431,10 @@ def _write_results(session: Session, results: list[_Result]) -> None:
     If the caller's savepoint rolls back, it expires what the session holds, so that
     nothing written here is believed."""
     plain_files = [
-        (attachment, {"plain_sha256": stored.result().sha256, "plain_name": name})
+        (attachment, {"plain_sha256": digest, "plain_name": name})
         for result in results
-        for attachment, name, stored in result.plain_files
-    ]  # durable before the rows that point at them are committed
+        for attachment, name, digest in result.plain_files
+    ]
     _update_rows(session, SubmissionAttachment, plain_files)
     _update_rows(session, Submission, [(r.submission, r.values) for r in results])
     run_processed_hooks(session, [r.processed for r in results if r.processed is not None])

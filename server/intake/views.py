@@ -25,7 +25,7 @@ from server.api import api_blueprint
 from server.blobs import blob_store
 from server.db import db
 from server.errors import BadRequest, NotFound
-from server.intake import processing, service
+from server.intake import files, processing, service
 from server.intake.schemas import (
     ReprocessSchema,
     SubmissionDetailSchema,
@@ -86,19 +86,23 @@ class SubmissionRaw(MethodView):
 class SubmissionAttachmentItem(MethodView):
     @api_bp.response(200, content_type="application/octet-stream")
     def get(self, submission_id: Any, name: str) -> Any:
-        """An attachment (decrypted, when the server holds the key)."""
+        """An attachment: an encrypted submission's media file by its plain name,
+        decrypted as it is read (only the encrypted file is stored); any file by the name
+        it arrived under, as received."""
         submission = service.get_submission(db.session, current_user(), submission_id)
-        for attachment in submission.attachments:
-            if attachment.plain_name == name and attachment.plain_sha256:
-                sha, mimetype = attachment.plain_sha256, None
-            elif attachment.name == name and attachment.sha256:
-                sha, mimetype = attachment.sha256, attachment.content_type
-            else:
-                continue
+        settings = current_app.config["DIIWAAN"]
+        found = files.read(
+            db.session,
+            submission,
+            name,
+            store=_store(),
+            key_encryption_key=settings.key_encryption_key,
+        )
+        if found is not None:
             return send_file(
-                io.BytesIO(_store().read(sha)),
+                io.BytesIO(found.data),
                 download_name=name,
-                mimetype=mimetype or "application/octet-stream",
+                mimetype=found.content_type or "application/octet-stream",
             )
         raise NotFound(f"submission {submission_id} has no attachment {name!r}")
 

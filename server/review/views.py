@@ -31,6 +31,7 @@ from server.catalog import service as catalog
 from server.db import db, utcnow
 from server.errors import Conflict, DiiwaanError, NotFound, ValidationFailed
 from server.i18n import _, ngettext
+from server.intake import files
 from server.intake.models import Submission
 from server.review import rendering, service
 from server.review.schemas import (
@@ -114,11 +115,7 @@ def queue() -> Any:
 
 
 def _file_url(submission: Submission) -> Any:
-    available = {
-        attachment.plain_name or attachment.name
-        for attachment in submission.attachments
-        if attachment.plain_sha256 or (attachment.sha256 and not submission.encrypted)
-    }
+    available = files.readable_names(submission)
 
     def url(name: str) -> str | None:
         if name not in available:
@@ -295,20 +292,22 @@ def edit(submission_id: Any) -> Any:
 @pages.get("/submissions/<uuid:submission_id>/files/<name>")
 @login_required
 def submission_file(submission_id: Any, name: str) -> Any:
-    """A photo or file of a submission, to people who may read the submission; decrypted
-    files are served from their plain copy."""
+    """A photo or file of a submission, to people who may read the submission; an
+    encrypted submission's files are decrypted as they are read."""
     submission = service.get_submission(db.session, g.user, submission_id)
-    for attachment in submission.attachments:
-        if attachment.plain_name == name and attachment.plain_sha256:
-            sha256 = attachment.plain_sha256
-        elif attachment.name == name and attachment.sha256 and not submission.encrypted:
-            sha256 = attachment.sha256
-        else:
-            continue
+    found = files.read(
+        db.session,
+        submission,
+        name,
+        store=_store(),
+        key_encryption_key=current_app.config["DIIWAAN"].key_encryption_key,
+        as_received=False,
+    )
+    if found is not None:
         extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         mimetype = IMAGE_TYPES.get(extension)
         response = send_file(
-            io.BytesIO(_store().read(sha256)),
+            io.BytesIO(found.data),
             mimetype=mimetype or mimetypes.types_map.get(extension, "application/octet-stream"),
             as_attachment=mimetype is None,
             download_name=name,

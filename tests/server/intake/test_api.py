@@ -176,6 +176,32 @@ def test_encrypted_attachments_are_served_decrypted(client, bearer, field, hodan
     assert "nothing.jpg" in missing.json["error"]["message"]
 
 
+def test_a_damaged_encrypted_file_is_refused_and_logged_not_served(
+    client, bearer, field, hodan, store, caplog
+):
+    """Decrypted on every read, and checked against the digest the worker kept when it
+    verified the submission's signature: a stored file altered since is never served."""
+    supervisor = bearer(SupervisorFactory(districts=[hodan]))
+    url = f"/api/v1/submissions/{field['encrypted'].id}/attachments/{PHOTO_NAME}"
+    sealed = store.path(field["encrypted"].attachments[0].sha256)
+    original = sealed.read_bytes()
+    for position in (0, len(original) - 1):  # its first block; its padding
+        damaged = bytearray(original)
+        damaged[position] ^= 0x01
+        sealed.write_bytes(bytes(damaged))
+        caplog.clear()
+        response = client.get(url, headers=supervisor)
+        assert response.status_code == 500
+        assert response.json["error"]["code"] == "stored_file_damaged"
+        assert PHOTO_NAME in response.json["error"]["message"]
+        assert response.data.find(PHOTO[16:48]) == -1
+        assert any(
+            "cannot be served" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records
+        )
+    sealed.write_bytes(original)
+    assert client.get(url, headers=supervisor).data == PHOTO
+
+
 def test_unknown_submission_is_404(client, bearer, field):
     admin = bearer(AdminFactory())
     response = client.get("/api/v1/submissions/00000000-0000-4000-8000-000000000000", headers=admin)

@@ -5,8 +5,8 @@ dead workers given back, administrators reprocessing."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
-import threading
 import time
 import uuid
 
@@ -15,9 +15,9 @@ from sqlalchemy import event, select, update
 
 from forms.instance import read_envelope
 from server import jobs
-from server.blobs import BlobStore, blob_store
+from server.blobs import blob_store
 from server.db import as_utc, db, utcnow
-from server.intake import hooks, processing
+from server.intake import files, hooks, processing
 from server.intake.models import Submission
 from sync import crypto
 from tests.factories import AdminFactory
@@ -97,7 +97,8 @@ def test_worker_drains_the_queue_into_typed_data(household, device, session, wor
         ),
     ]
     plain_id = post_plain(device, members=members, monthly_income_usd="87.25")
-    encrypted = post_encrypted(device, household.key.public_key, hh_size=4)
+    sealed_photo = b"a dwelling photo sent encrypted " * 64  # not the plain one's bytes
+    encrypted = post_encrypted(device, household.key.public_key, hh_size=4, photo=sealed_photo)
 
     assert worker() == 2
 
@@ -125,7 +126,12 @@ def test_worker_drains_the_queue_into_typed_data(household, device, session, wor
     assert decrypted.data["hh_size"] == 4
     photo_attachment = decrypted.attachments[0]
     assert (photo_attachment.name, photo_attachment.plain_name) == (f"{PHOTO_NAME}.enc", PHOTO_NAME)
-    assert store.read(photo_attachment.plain_sha256) == PHOTO
+    # The photo was decrypted and verified, and only its digest kept: no plaintext copy.
+    assert photo_attachment.plain_sha256 == hashlib.sha256(sealed_photo).hexdigest()
+    assert not store.exists(photo_attachment.plain_sha256)
+    stored = [path.read_bytes() for path in store.root.rglob("*") if path.is_file()]
+    assert PHOTO in stored  # the plain submission's photo, as sent
+    assert not any(sealed_photo[:64] in content for content in stored)
     assert decrypted.parse_problems == []
     # What the device sent stays as it was sent.
     assert store.read(decrypted.xml_sha256) == encrypted.manifest
@@ -448,65 +454,6 @@ def test_a_batch_hook_that_fails_fails_only_the_submission_at_fault(
         None,
         "RuntimeError: registry briefly unavailable",
     )
-
-
-def test_a_decrypted_file_that_cannot_be_stored_fails_its_submission_alone(
-    household, device, session, worker, store, monkeypatch
-):
-    """Decrypted files are stored in the background; one that cannot be (a full disk)
-    fails its submission, to be retried, and the others of the batch are processed."""
-    broken, fine = (
-        post_encrypted(device, household.key.public_key, photo=photo)
-        for photo in (b"broken photo", b"fine photo")
-    )
-    real_put_bytes = BlobStore.put_bytes
-
-    def put_bytes(store, data):
-        if data == b"broken photo":
-            raise OSError(28, "No space left on device")
-        return real_put_bytes(store, data)
-
-    monkeypatch.setattr(BlobStore, "put_bytes", put_bytes)
-    assert worker() == 2
-    done = only_submission(session, fine.instance_id)
-    assert done.processing_state == "processed"
-    assert store.read(done.attachments[0].plain_sha256) == b"fine photo"
-    failed = only_submission(session, broken.instance_id)
-    assert (failed.processing_state, failed.data) == ("queued", None)
-    assert failed.last_error == "OSError: [Errno 28] No space left on device"
-    assert [a.plain_sha256 for a in failed.attachments] == [None, None]
-
-
-def test_decrypted_files_wait_for_the_disk_a_few_at_a_time(tmp_path, monkeypatch):
-    """A slow disk holds the worker back rather than letting a batch's decrypted files
-    pile up in memory: past a few files in flight, storing the next one waits."""
-    store = BlobStore(tmp_path / "blobs")
-    disk_ready = threading.Event()
-    real_put_bytes = BlobStore.put_bytes
-
-    def slow_put_bytes(self, data):
-        disk_ready.wait(10)
-        return real_put_bytes(self, data)
-
-    monkeypatch.setattr(BlobStore, "put_bytes", slow_put_bytes)
-    handed = []
-
-    def decrypting_worker():
-        for number in range(processing._MAX_FILES_IN_FLIGHT + 2):
-            handed.append(processing._store_in_background(store, b"photo %d" % number))
-
-    thread = threading.Thread(target=decrypting_worker)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while len(handed) < processing._MAX_FILES_IN_FLIGHT and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)  # time enough for one more, were it not held back
-    assert len(handed) == processing._MAX_FILES_IN_FLIGHT  # the next one waits
-    disk_ready.set()
-    thread.join(10)
-    stored = [future.result(10) for future in handed]
-    assert len(stored) == processing._MAX_FILES_IN_FLIGHT + 2
-    assert store.read(stored[-1].sha256) == b"photo %d" % (processing._MAX_FILES_IN_FLIGHT + 1)
 
 
 def test_a_batch_decrypted_ahead_fails_each_bad_submission_with_its_own_reason(
@@ -881,3 +828,42 @@ def test_failures_page_is_for_administrators(browser, household, hodan):
     supervisor = SupervisorFactory(districts=[hodan])
     browser.login(supervisor.username)
     assert browser.get("/processing").status_code == 403
+
+
+def test_decrypted_copies_that_earlier_versions_stored_are_forgotten_once(
+    app, household, device, session, worker, store
+):
+    """Before every read decrypted, the worker stored a plaintext copy of each encrypted
+    media file; `diiwaan submissions forget-decrypted-copies` deletes those, except a copy
+    whose bytes are also another file the store keeps (here a plain submission's photo),
+    and the photos are still served, decrypted."""
+    sealed_photo = b"a dwelling photo sent encrypted " * 64
+    post_plain(device)  # its photo is PHOTO, as sent
+    encrypted = [
+        post_encrypted(device, household.key.public_key, photo=photo)
+        for photo in (sealed_photo, PHOTO)
+    ]
+    assert worker() == 3
+    rows = [only_submission(session, e.instance_id) for e in encrypted]
+    for photo in (sealed_photo, PHOTO):
+        store.put_bytes(photo)  # as the worker of earlier versions did
+    copy = rows[0].attachments[0].plain_sha256
+    assert store.exists(copy)
+
+    result = app.test_cli_runner().invoke(args=["submissions", "forget-decrypted-copies"])
+
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 decrypted copy; 1 kept" in result.output
+    assert not store.exists(copy)
+    assert store.read(rows[1].attachments[0].plain_sha256) == PHOTO  # the plain one's photo
+    for row, photo in zip(rows, (sealed_photo, PHOTO), strict=True):
+        found = files.read(
+            session,
+            row,
+            PHOTO_NAME,
+            store=store,
+            key_encryption_key=app.config["DIIWAAN"].key_encryption_key,
+        )
+        assert found is not None and found.data == photo
+    again = app.test_cli_runner().invoke(args=["submissions", "forget-decrypted-copies"])
+    assert "deleted 0 decrypted copies; 1 kept" in again.output

@@ -1,0 +1,187 @@
+"""A submission's files as people read them (the review pages, the API).
+
+A plain submission's attachments are served as they arrived. An encrypted submission's
+media stay encrypted at rest, as the device sent them: the worker decrypts a submission
+once, to verify its signature and read its answers, and keeps only each media file's
+name and the sha256 of its plaintext; every read decrypts the one file asked for again
+(`sync.crypto.decrypt_media_file`) and checks it against that digest. No decrypted copy
+of a photo, a signature or a scanned ID is ever written to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from forms.instance import read_envelope
+from server.blobs import BlobStore
+from server.catalog import service as catalog
+from server.catalog.models import FormAttachment, FormVersion
+from server.errors import DiiwaanError
+from server.intake.models import Submission, SubmissionAttachment
+from sync import crypto
+
+log = logging.getLogger("diiwaan.intake")
+
+
+class StoredFileDamaged(DiiwaanError):
+    """An encrypted file in the store no longer decrypts to what the worker verified."""
+
+    code = "stored_file_damaged"
+
+
+@dataclass(frozen=True)
+class SubmissionFile:
+    name: str
+    data: bytes
+    content_type: str | None  # as the device sent it; None for decrypted media
+
+
+def readable_names(submission: Submission) -> set[str]:
+    """The names of the files people look at (the review pages): a plain submission's
+    attachments that arrived, an encrypted one's media once the worker has decrypted and
+    verified them."""
+    if submission.encrypted:
+        return {a.plain_name for a in submission.attachments if a.plain_name and a.plain_sha256}
+    return {a.name for a in submission.attachments if a.sha256}
+
+
+def read(
+    session: Session,
+    submission: Submission,
+    name: str,
+    *,
+    store: BlobStore,
+    key_encryption_key: str,
+    as_received: bool = True,
+) -> SubmissionFile | None:
+    """The file `name` of `submission`, or None when it has no such file: an encrypted
+    submission's media file by its plain name, decrypted; otherwise an attachment by the
+    name it arrived under (for an encrypted submission, its ciphertext, unless
+    `as_received` is False). Raises StoredFileDamaged, and logs it, when a decrypted file
+    differs from what the worker verified."""
+    for attachment in submission.attachments:
+        if submission.encrypted and attachment.plain_name == name and attachment.plain_sha256:
+            data = _decrypt(session, submission, attachment, store, key_encryption_key)
+            return SubmissionFile(name, data, None)
+    if submission.encrypted and not as_received:
+        return None
+    for attachment in submission.attachments:
+        if attachment.name == name and attachment.sha256:
+            return SubmissionFile(name, store.read(attachment.sha256), attachment.content_type)
+    return None
+
+
+def _decrypt(
+    session: Session,
+    submission: Submission,
+    attachment: SubmissionAttachment,
+    store: BlobStore,
+    key_encryption_key: str,
+) -> bytes:
+    assert attachment.sha256 is not None and attachment.plain_sha256 is not None
+    envelope = read_envelope(store.read(submission.xml_sha256))
+    key_id = submission.form_version.key_id
+    if key_id is None:  # the worker decrypted it, so the version had a managed key
+        raise StoredFileDamaged(f"the form version of submission {submission.id} has no key")
+    # The media in the order the worker decrypted them (`processing._decryption_inputs`):
+    # the position of a file among them fixes its IV.
+    media = [
+        a for a in submission.attachments if a.sha256 and a.name != envelope.encrypted_xml_file
+    ]
+    try:
+        data = crypto.decrypt_media_file(
+            instance_id=envelope.instance_id,
+            base64_encrypted_key=envelope.base64_encrypted_key or "",
+            index=media.index(attachment),
+            name=attachment.name,
+            ciphertext=store.read(attachment.sha256),
+            private_key=_private_key(session, key_id, key_encryption_key),
+        )
+    except crypto.CryptoError as error:
+        raise _damaged(submission, attachment, str(error)) from None
+    if hashlib.sha256(data).hexdigest() != attachment.plain_sha256:
+        raise _damaged(submission, attachment, "it decrypts to other bytes than were verified")
+    return data
+
+
+def _damaged(
+    submission: Submission, attachment: SubmissionAttachment, reason: str
+) -> StoredFileDamaged:
+    log.error(
+        "file %s of submission %s (blob %s) cannot be served: %s",
+        attachment.plain_name,
+        submission.id,
+        attachment.sha256,
+        reason,
+    )
+    return StoredFileDamaged(
+        f"file {attachment.plain_name} of this submission is damaged in the store; "
+        "an administrator can restore it from a backup"
+    )
+
+
+# Opened private keys by server key id (and the key-encryption key that opened them),
+# for this process. Opening one (unsealing it,
+# then the RSA key's consistency check) costs tens of milliseconds, more than decrypting
+# a photo; a page of a submission with its photos asks for the key once per photo.
+_keys: dict[tuple[uuid.UUID, str], RSAPrivateKey] = {}
+_keys_lock = threading.Lock()
+
+
+def _private_key(session: Session, key_id: uuid.UUID, key_encryption_key: str) -> RSAPrivateKey:
+    key = _keys.get((key_id, key_encryption_key))
+    if key is None:
+        key = catalog.private_key(session, key_id, key_encryption_key)
+        with _keys_lock:
+            if len(_keys) >= 32:
+                _keys.clear()
+            _keys[key_id, key_encryption_key] = key
+    return key
+
+
+def forget_decrypted_copies(
+    session: Session,
+    store: BlobStore,
+    *,
+    progress: Callable[[Iterable[list[str]]], Iterable[list[str]]] = lambda chunks: chunks,
+    chunk: int = 1000,
+) -> tuple[int, int]:
+    """Delete the decrypted copies of encrypted submissions' media that Diiwaan stored
+    beside the encrypted files before it decrypted on every read (`read` never uses
+    them). A copy whose bytes something else in the store is also (a form's media file,
+    a plain submission's attachment) stays. Returns (deleted, kept because referenced).
+    `progress` wraps the chunks of digests as they are worked through (a progress bar)."""
+    digests = sorted(
+        set(
+            session.scalars(
+                select(SubmissionAttachment.plain_sha256)
+                .join(Submission, Submission.id == SubmissionAttachment.submission_id)
+                .where(Submission.encrypted.is_(True))
+                .where(SubmissionAttachment.plain_sha256.is_not(None))
+            )
+        )
+    )
+    chunks = [digests[start : start + chunk] for start in range(0, len(digests), chunk)]
+    columns = (
+        SubmissionAttachment.sha256,
+        Submission.xml_sha256,
+        FormVersion.source_sha256,
+        FormAttachment.sha256,
+    )
+    deleted = kept = 0
+    for some in progress(chunks):
+        referenced: set[str] = set()
+        for column in columns:
+            referenced.update(session.scalars(select(column).where(column.in_(some))))
+        kept += len(referenced.intersection(some))
+        deleted += sum(store.delete(digest) for digest in some if digest not in referenced)
+    return deleted, kept
