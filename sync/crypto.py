@@ -10,7 +10,7 @@ import binascii
 import hmac
 import html
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -500,27 +500,49 @@ def _rsa_decrypt(
 
 
 def _decrypt_file(aes_key: bytes, iv: bytes, name: str, ciphertext: bytes) -> bytes:
-    if not ciphertext:
+    return b"".join(_decrypt_chunks(aes_key, iv, name, [ciphertext]))
+
+
+def _decrypt_chunks(
+    aes_key: bytes, iv: bytes, name: str, ciphertext: Iterable[bytes]
+) -> Iterator[bytes | memoryview]:
+    """The plaintext of one file, chunk by chunk as its ciphertext arrives, holding back
+    only the last block until the end, where its PKCS#7 padding is checked and removed
+    (so a file of any size is decrypted in constant memory)."""
+    decryptor = _aes_cfb(aes_key, iv).decryptor()
+    size = 0
+    held = b""  # the last block so far
+    for chunk in ciphertext:
+        size += len(chunk)
+        plain = decryptor.update(chunk)
+        if len(plain) < AES_BLOCK_BYTES:  # small chunks: join them up
+            plain, held = held + plain, b""
+        if len(plain) < AES_BLOCK_BYTES:
+            held = plain
+            continue
+        if held:
+            yield held
+        view = memoryview(plain)  # slices of it are not copies
+        if len(view) > AES_BLOCK_BYTES:
+            yield view[:-AES_BLOCK_BYTES]
+        held = bytes(view[-AES_BLOCK_BYTES:])
+    decryptor.finalize()
+    if not size:
         raise MalformedEncryptedSubmissionError(f"{name} is empty", file_name=name)
-    if len(ciphertext) % AES_BLOCK_BYTES:
+    if size % AES_BLOCK_BYTES:
         raise MalformedEncryptedSubmissionError(
-            f"{name} is {len(ciphertext)} bytes, not a whole number of "
+            f"{name} is {size} bytes, not a whole number of "
             f"{AES_BLOCK_BYTES}-byte AES blocks (truncated?)",
             file_name=name,
         )
-    decryptor = _aes_cfb(aes_key, iv).decryptor()
-    padded = decryptor.update(ciphertext)
-    decryptor.finalize()
-    pad_length = padded[-1]
-    if not (
-        1 <= pad_length <= AES_BLOCK_BYTES and padded.endswith(bytes([pad_length]) * pad_length)
-    ):
+    pad_length = held[-1]
+    if not (1 <= pad_length <= AES_BLOCK_BYTES and held.endswith(bytes([pad_length]) * pad_length)):
         raise MalformedEncryptedSubmissionError(
             f"{name} has invalid PKCS#7 padding after decryption "
             "(its last blocks were altered, or it belongs to another submission)",
             file_name=name,
         )
-    return padded[:-pad_length]
+    yield held[:-pad_length]
 
 
 def _looks_like_xml(document: bytes) -> bool:
@@ -638,6 +660,41 @@ def decrypt_submission(
     return DecryptedSubmission(xml=xml, media=media)
 
 
+class MediaFileDecryptor:
+    """One media file of a submission, decrypted without the others: the `index`-th
+    `.enc` file in manifest order (the IV of file i depends on i alone). The AES key is
+    unwrapped once, on creation (raising WrongKeyError or
+    MalformedEncryptedSubmissionError as `decrypt_submission`); `decrypt` then streams
+    the plaintext of the ciphertext it is given, as often as asked.
+
+    Nothing here verifies the file: the element signature covers every file together, so
+    a caller that needs this one's integrity compares it with a digest it kept when the
+    whole submission was decrypted and verified (`decrypt_submission`)."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        base64_encrypted_key: str,
+        index: int,
+        name: str,
+        private_key: rsa.RSAPrivateKey,
+    ) -> None:
+        if index < 0:
+            raise ValueError(f"a file's index in the manifest is 0 or more, not {index}")
+        self.name = name
+        self._aes_key, _padding = _unwrap_aes_key(private_key, base64_encrypted_key)
+        ivs = _iv_sequence(instance_id, self._aes_key)
+        for _earlier in range(index):
+            next(ivs)
+        self._iv = next(ivs)
+
+    def decrypt(self, ciphertext: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+        """The plaintext, chunk by chunk; MalformedEncryptedSubmissionError at the end for
+        a file that is empty, not whole blocks, or badly padded."""
+        return _decrypt_chunks(self._aes_key, self._iv, self.name, ciphertext)
+
+
 def decrypt_media_file(
     *,
     instance_id: str,
@@ -647,21 +704,15 @@ def decrypt_media_file(
     ciphertext: bytes,
     private_key: rsa.RSAPrivateKey,
 ) -> bytes:
-    """Decrypt one media file of a submission without the others: the `index`-th `.enc`
-    file in manifest order (the IV of file i depends on i alone). Nothing here verifies
-    the file: the element signature covers every file together, so a caller that needs
-    this one's integrity compares it with a digest it kept when the whole submission was
-    decrypted and verified (`decrypt_submission`).
-
-    Raises WrongKeyError and MalformedEncryptedSubmissionError as `decrypt_submission`.
-    """
-    if index < 0:
-        raise ValueError(f"a file's index in the manifest is 0 or more, not {index}")
-    aes_key, _padding = _unwrap_aes_key(private_key, base64_encrypted_key)
-    ivs = _iv_sequence(instance_id, aes_key)
-    for _earlier in range(index):
-        next(ivs)
-    return _decrypt_file(aes_key, next(ivs), name, ciphertext)
+    """`MediaFileDecryptor` for a file held in memory."""
+    decryptor = MediaFileDecryptor(
+        instance_id=instance_id,
+        base64_encrypted_key=base64_encrypted_key,
+        index=index,
+        name=name,
+        private_key=private_key,
+    )
+    return b"".join(decryptor.decrypt([ciphertext]))
 
 
 def _verify_signature(

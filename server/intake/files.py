@@ -4,25 +4,29 @@ A plain submission's attachments are served as they arrived. An encrypted submis
 media stay encrypted at rest, as the device sent them: the worker decrypts a submission
 once, to verify its signature and read its answers, and keeps only each media file's
 name and the sha256 of its plaintext; every read decrypts the one file asked for again
-(`sync.crypto.decrypt_media_file`) and checks it against that digest. No decrypted copy
-of a photo, a signature or a scanned ID is ever written to disk.
+(`sync.crypto.MediaFileDecryptor`) and checks it against that digest. No decrypted copy
+of a photo, a signature or a scanned ID is ever written to disk, and files are streamed
+a chunk at a time, never held whole in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forms.instance import read_envelope
-from server.blobs import BlobStore
+from server.blobs import CHUNK, BlobStore
 from server.catalog import service as catalog
 from server.catalog.models import FormAttachment, FormVersion
 from server.errors import DiiwaanError
@@ -40,9 +44,17 @@ class StoredFileDamaged(DiiwaanError):
 
 @dataclass(frozen=True)
 class SubmissionFile:
+    """A file to send: `open()` gives its content as a binary stream. A file larger than
+    one chunk is read from the store (and decrypted) a chunk at a time as it is sent, so
+    a long recording never sits whole in memory."""
+
     name: str
-    data: bytes
     content_type: str | None  # as the device sent it; None for decrypted media
+    open: Callable[[], BinaryIO]
+
+    def read(self) -> bytes:
+        with self.open() as stream:
+            return stream.read()
 
 
 def readable_names(submission: Submission) -> set[str]:
@@ -67,50 +79,112 @@ def read(
     submission's media file by its plain name, decrypted; otherwise an attachment by the
     name it arrived under (for an encrypted submission, its ciphertext, unless
     `as_received` is False). Raises StoredFileDamaged, and logs it, when a decrypted file
-    differs from what the worker verified."""
+    differs from what the worker verified: a file larger than one chunk is decrypted
+    twice, once to check it before anything is sent, then as it is sent."""
     for attachment in submission.attachments:
         if submission.encrypted and attachment.plain_name == name and attachment.plain_sha256:
-            data = _decrypt(session, submission, attachment, store, key_encryption_key)
-            return SubmissionFile(name, data, None)
+            decrypted = _verified(session, submission, attachment, store, key_encryption_key)
+            return SubmissionFile(name, None, decrypted)
     if submission.encrypted and not as_received:
         return None
     for attachment in submission.attachments:
         if attachment.name == name and attachment.sha256:
-            return SubmissionFile(name, store.read(attachment.sha256), attachment.content_type)
+            return SubmissionFile(name, attachment.content_type, _opener(store, attachment))
     return None
 
 
-def _decrypt(
+def _verified(
     session: Session,
     submission: Submission,
     attachment: SubmissionAttachment,
     store: BlobStore,
     key_encryption_key: str,
-) -> bytes:
+) -> Callable[[], BinaryIO]:
+    """Opens the plaintext of an encrypted media file, once it has been decrypted whole
+    and found to be the file the worker verified."""
     assert attachment.sha256 is not None and attachment.plain_sha256 is not None
+    sealed = attachment.sha256
     envelope = read_envelope(store.read(submission.xml_sha256))
     key_id = submission.form_version.key_id
     if key_id is None:  # the worker decrypted it, so the version had a managed key
-        raise StoredFileDamaged(f"the form version of submission {submission.id} has no key")
+        raise _damaged(submission, attachment, "its form version has no server-managed key")
     # The media in the order the worker decrypted them (`processing._decryption_inputs`):
     # the position of a file among them fixes its IV.
     media = [
         a for a in submission.attachments if a.sha256 and a.name != envelope.encrypted_xml_file
     ]
+    small = _small(attachment)
+    digest = hashlib.sha256()
+    whole = bytearray()
     try:
-        data = crypto.decrypt_media_file(
+        decryptor = crypto.MediaFileDecryptor(
             instance_id=envelope.instance_id,
             base64_encrypted_key=envelope.base64_encrypted_key or "",
             index=media.index(attachment),
             name=attachment.name,
-            ciphertext=store.read(attachment.sha256),
             private_key=_private_key(session, key_id, key_encryption_key),
         )
+        for chunk in decryptor.decrypt(_chunks(store, sealed)):
+            digest.update(chunk)
+            if small:
+                whole += chunk
     except crypto.CryptoError as error:
         raise _damaged(submission, attachment, str(error)) from None
-    if hashlib.sha256(data).hexdigest() != attachment.plain_sha256:
+    if digest.hexdigest() != attachment.plain_sha256:
         raise _damaged(submission, attachment, "it decrypts to other bytes than were verified")
-    return data
+    if small:  # a photo, usually: decrypted once, kept for the response
+        data = bytes(whole)
+        return lambda: io.BytesIO(data)
+    return lambda: io.BufferedReader(_ChunkReader(decryptor.decrypt(_chunks(store, sealed))))
+
+
+def _small(attachment: SubmissionAttachment) -> bool:
+    """Whether a file is read whole rather than streamed: one chunk or less. No file
+    handle then stays open until the response is closed, and an encrypted one is
+    decrypted once instead of twice."""
+    return attachment.size is not None and attachment.size <= CHUNK
+
+
+def _opener(store: BlobStore, attachment: SubmissionAttachment) -> Callable[[], BinaryIO]:
+    assert attachment.sha256 is not None
+    if _small(attachment):
+        return partial(io.BytesIO, store.read(attachment.sha256))
+    return partial(store.open, attachment.sha256)
+
+
+# A streamed file is read and decrypted this much at a time: with the decrypted chunk
+# and the one before it still being sent, a response holds about three of them.
+_STREAM_CHUNK = 256 * 1024
+
+
+def _chunks(store: BlobStore, sha256: str) -> Iterator[bytes]:
+    """A blob's bytes, a chunk at a time (its file is closed at the end, or when the
+    response that reads them is closed)."""
+    with store.open(sha256) as stream:
+        while chunk := stream.read(_STREAM_CHUNK):
+            yield chunk
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte strings (what `send_file` sends)."""
+
+    def __init__(self, chunks: Iterator[bytes | memoryview]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)  # a memoryview of a memoryview is no copy
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def _damaged(
@@ -130,9 +204,9 @@ def _damaged(
 
 
 # Opened private keys by server key id (and the key-encryption key that opened them),
-# for this process. Opening one (unsealing it,
-# then the RSA key's consistency check) costs tens of milliseconds, more than decrypting
-# a photo; a page of a submission with its photos asks for the key once per photo.
+# for this process. Opening one (unsealing it, then the RSA key's consistency check)
+# costs tens of milliseconds, more than decrypting a photo; a page of a submission with
+# its photos asks for the key once per photo.
 _keys: dict[tuple[uuid.UUID, str], RSAPrivateKey] = {}
 _keys_lock = threading.Lock()
 

@@ -100,7 +100,7 @@ class SubmissionAttachmentItem(MethodView):
         )
         if found is not None:
             return send_file(
-                io.BytesIO(found.data),
+                found.open(),
                 download_name=name,
                 mimetype=found.content_type or "application/octet-stream",
             )

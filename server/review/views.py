@@ -4,7 +4,6 @@ edits, bulk approval — and the same actions as JSON under /api/v1/review."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import mimetypes
 from typing import Any
 
@@ -307,7 +306,7 @@ def submission_file(submission_id: Any, name: str) -> Any:
         extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         mimetype = IMAGE_TYPES.get(extension)
         response = send_file(
-            io.BytesIO(found.data),
+            found.open(),
             mimetype=mimetype or mimetypes.types_map.get(extension, "application/octet-stream"),
             as_attachment=mimetype is None,
             download_name=name,

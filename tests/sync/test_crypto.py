@@ -24,6 +24,7 @@ from sync.crypto import (
     DecryptedSubmission,
     InvalidKeyError,
     MalformedEncryptedSubmissionError,
+    MediaFileDecryptor,
     SignatureMismatchError,
     WrongKeyError,
     decrypt_media_file,
@@ -276,6 +277,27 @@ def test_one_media_file_decrypts_alone_with_the_iv_of_its_place_in_the_manifest(
     # from the verified decryption can tell, which is what the server compares.
     wrong = decrypt_one(vector, private_key, 0, "member_01.jpg.enc")
     assert wrong != media[1][1] and wrong[16:] == media[1][1][16:]
+
+
+@pytest.mark.parametrize("size", [1, 7, 16, 17, 1000])
+def test_one_media_file_streams_in_chunks_of_any_size(
+    private_key: rsa.RSAPrivateKey, vector: RawVector, size: int
+) -> None:
+    """Decrypted as its ciphertext is read, the last block held back for its padding."""
+    decryptor = MediaFileDecryptor(
+        instance_id=vector.instance_id,
+        base64_encrypted_key=vector.base64_encrypted_key,
+        index=1,
+        name="audio.amr.enc",
+        private_key=private_key,
+    )
+    ciphertext = file_content(vector, "audio.amr.enc")
+    chunks = [ciphertext[start : start + size] for start in range(0, len(ciphertext), size)]
+    assert b"".join(decryptor.decrypt(chunks)) == AUDIO
+    assert b"".join(decryptor.decrypt(iter(chunks))) == AUDIO  # as often as asked
+    pieces = decryptor.decrypt(chunks[:-1])  # the last piece never comes
+    with pytest.raises(MalformedEncryptedSubmissionError, match="audio.amr.enc"):
+        b"".join(pieces)
 
 
 def test_one_media_file_with_another_key_or_a_negative_index_is_refused(

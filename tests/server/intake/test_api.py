@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import random
+import tracemalloc
 
 import pytest
 from sqlalchemy import update
@@ -200,6 +203,41 @@ def test_a_damaged_encrypted_file_is_refused_and_logged_not_served(
         )
     sealed.write_bytes(original)
     assert client.get(url, headers=supervisor).data == PHOTO
+
+
+def test_a_large_encrypted_recording_is_streamed_not_held_in_memory(
+    client, bearer, household, hodan, session, worker
+):
+    """A consent recording of several megabytes is decrypted a chunk at a time, twice
+    (checked, then sent): the whole file is never in memory at once."""
+    recording = random.Random(7).randbytes(6 * 1024 * 1024 + 5)  # not whole blocks
+    encrypted = encrypted_household(household.key.public_key, photo=recording)
+    enumerator = UserFactory(username="hodan_recorder", districts=[hodan])
+    assert (
+        Device(client, user=enumerator).post(encrypted.manifest, encrypted.attachments).status_code
+        == 201
+    )
+    assert worker() == 1
+    submission = only_submission(session, encrypted.instance_id)
+    supervisor = bearer(SupervisorFactory(districts=[hodan]))
+    url = f"/api/v1/submissions/{submission.id}/attachments/{PHOTO_NAME}"
+
+    tracemalloc.start()
+    try:
+        response = client.get(url, headers=supervisor, buffered=False)
+        received = hashlib.sha256()
+        size = 0
+        for chunk in response.iter_encoded():
+            received.update(chunk)
+            size += len(chunk)
+        response.close()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 200
+    assert (size, received.hexdigest()) == (len(recording), hashlib.sha256(recording).hexdigest())
+    # About three chunks of 256 KB (1.2 MB measured); the whole file would be over 6 MB.
+    assert peak < 2 * 1024 * 1024, f"peak {peak} bytes for a {len(recording)}-byte file"
 
 
 def test_unknown_submission_is_404(client, bearer, field):

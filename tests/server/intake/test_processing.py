@@ -864,6 +864,6 @@ def test_decrypted_copies_that_earlier_versions_stored_are_forgotten_once(
             store=store,
             key_encryption_key=app.config["DIIWAAN"].key_encryption_key,
         )
-        assert found is not None and found.data == photo
+        assert found is not None and found.read() == photo
     again = app.test_cli_runner().invoke(args=["submissions", "forget-decrypted-copies"])
     assert "deleted 0 decrypted copies; 1 kept" in again.output
