@@ -695,26 +695,6 @@ class MediaFileDecryptor:
         return _decrypt_chunks(self._aes_key, self._iv, self.name, ciphertext)
 
 
-def decrypt_media_file(
-    *,
-    instance_id: str,
-    base64_encrypted_key: str,
-    index: int,
-    name: str,
-    ciphertext: bytes,
-    private_key: rsa.RSAPrivateKey,
-) -> bytes:
-    """`MediaFileDecryptor` for a file held in memory."""
-    decryptor = MediaFileDecryptor(
-        instance_id=instance_id,
-        base64_encrypted_key=base64_encrypted_key,
-        index=index,
-        name=name,
-        private_key=private_key,
-    )
-    return b"".join(decryptor.decrypt([ciphertext]))
-
-
 def _verify_signature(
     *,
     private_key: rsa.RSAPrivateKey,

@@ -27,7 +27,6 @@ from sync.crypto import (
     MediaFileDecryptor,
     SignatureMismatchError,
     WrongKeyError,
-    decrypt_media_file,
     decrypt_submission,
     encrypt_submission,
     fingerprint,
@@ -252,14 +251,14 @@ def test_decrypts_raw_vector_with_seventeen_files_where_iv_byte_zero_is_bumped_t
 
 
 def decrypt_one(vector: RawVector, private_key: rsa.RSAPrivateKey, index: int, name: str) -> bytes:
-    return decrypt_media_file(
+    decryptor = MediaFileDecryptor(
         instance_id=vector.instance_id,
         base64_encrypted_key=vector.base64_encrypted_key,
         index=index,
         name=name,
-        ciphertext=file_content(vector, name),
         private_key=private_key,
     )
+    return b"".join(decryptor.decrypt([file_content(vector, name)]))
 
 
 def test_one_media_file_decrypts_alone_with_the_iv_of_its_place_in_the_manifest(
