@@ -91,8 +91,8 @@ def run(size: int, queries: int, seed: int) -> dict[str, float]:
             shared.update(index.get(key, ()))
         bands = {}
         for number in shared:
-            score = model.score(matching.compare_households(household, registry[number]))
-            bands[number] = matching.classify(score, thresholds)
+            vector = matching.compare_households(household, registry[number])
+            bands[number] = matching.band_of(model.score(vector), vector, thresholds)
         latencies.append(time.perf_counter() - began)
         cpu_times.append(time.thread_time() - began_cpu)
         candidate_counts.append(len(shared))

@@ -688,11 +688,18 @@ def report_bands(
     truth: set[tuple[str, str]],
     thresholds: Thresholds,
     prior_weight: float,
+    without_evidence: frozenset[tuple[str, str]] = frozenset(),
 ) -> dict[str, float]:
     """P/R/F1 of the auto-link band, of link+review (what a supervisor would see), and at
-    the Bayes decision point (posterior 0.5: weight ≥ −log2 prior odds)."""
-    link = {pair for pair, weight in scored if weight >= thresholds.link}
-    review = {pair for pair, weight in scored if thresholds.review <= weight < thresholds.link}
+    the Bayes decision point (posterior 0.5: weight ≥ −log2 prior odds). Pairs in
+    `without_evidence` (households without `matching.household_evidence`) are never in
+    the link band, as in the registry: past its threshold they go to review."""
+    link = {
+        pair
+        for pair, weight in scored
+        if weight >= thresholds.link and pair not in without_evidence
+    }
+    review = {pair for pair, weight in scored if weight >= thresholds.review} - link
     bayes = {pair for pair, weight in scored if weight >= prior_weight}
     p, r, f = prf(link, truth)
     p2, r2, f2 = prf(link | review, truth)
@@ -752,8 +759,18 @@ def evaluate_households(
         print_model(model)
     scored = [(pair, model.score(v).weight) for pair, v in zip(ordered, vectors, strict=True)]
     print(f"  {len(ordered)} pairs blocked and compared in {compared:.1f} s")
+    without_evidence = frozenset(
+        pair
+        for pair, vector in zip(ordered, vectors, strict=True)
+        if not matching.household_evidence(vector)
+    )
     return report_bands(
-        "households", scored, registry.household_truth, thresholds, prior_weight(model)
+        "households",
+        scored,
+        registry.household_truth,
+        thresholds,
+        prior_weight(model),
+        without_evidence,
     )
 
 

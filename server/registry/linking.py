@@ -477,8 +477,9 @@ def index_and_match(session: Session, entity: Entity, actor: User | None) -> lis
     compare = comparer.compare if comparer is not None else _comparer(record)
     existing: dict[Any, MatchCandidate] | None = None
     for other in others:
-        score = model.score(compare(records[other.id]))
-        band = matching.classify(score, limits)
+        vector = compare(records[other.id])
+        score = model.score(vector)
+        band = matching.band_of(score, vector, limits)
         if band == "new":
             continue
         if existing is None:  # this record's earlier pairs, fetched once when one is needed
@@ -573,7 +574,7 @@ def relink(
     limits = thresholds()
     for newer, older, vector in pairs:
         score = model.score(vector)
-        band = matching.classify(score, limits)
+        band = matching.band_of(score, vector, limits)
         existing = session.scalar(
             select(MatchCandidate).where(
                 ((MatchCandidate.entity_id == newer.id) & (MatchCandidate.candidate_id == older.id))

@@ -40,6 +40,7 @@ __all__ = [
     "Score",
     "Thresholds",
     "align_members",
+    "band_of",
     "blocking_keys",
     "classify",
     "compare_dates",
@@ -49,6 +50,7 @@ __all__ = [
     "estimate_em",
     "estimate_u",
     "haversine_m",
+    "household_evidence",
     "key_weight",
     "member_overlap",
     "members_weight_at_most",
@@ -907,13 +909,45 @@ class FellegiSunterModel:
         return f"FellegiSunterModel(fields={list(self.fields)}, prior={self.prior:.4g})"
 
 
-def classify(score: Score, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Band:
-    """'link' (same record, link automatically), 'review' (ask a supervisor) or 'new'."""
-    if score.weight >= thresholds.link:
+def household_evidence(vector: ComparisonVector) -> bool:
+    """Whether two household records agree on something that namesakes in one village
+    do not share: a phone or national ID (exact or one character off), the head's date
+    of birth (to the month at least), half their members or more, or — when the heads'
+    names agree — a dwelling within 50 m. The head's name and the village alone can add
+    up past the link threshold; in a registry of a million households, a common name in
+    one village is often someone else (a father and his adult son, two cousins), so
+    such a pair is not linked automatically: it goes to review (`classify`)."""
+    level = vector.level
+    return (
+        level("phone") in ("exact", "typo")
+        or level("national_id") in ("exact", "typo")
+        or level("head_date_of_birth") in ("exact", "swap", "typo", "year_month")
+        or level("members") in ("75", "50")
+        or (level("gps") == "50m" and level("head_name") in ("exact", "jw94"))
+    )
+
+
+def classify(
+    score: Score, thresholds: Thresholds = DEFAULT_THRESHOLDS, *, evidence: bool = True
+) -> Band:
+    """'link' (same record, link automatically), 'review' (ask a supervisor) or 'new'. A
+    pair past the link threshold without `evidence` (`household_evidence`, for
+    households) is sent to review instead of linked."""
+    if score.weight >= thresholds.link and evidence:
         return "link"
     if score.weight >= thresholds.review:
         return "review"
     return "new"
+
+
+def band_of(
+    score: Score, vector: ComparisonVector, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Band:
+    """`classify` for a pair of either list: households need `household_evidence` to be
+    linked automatically; people are never merged on their own (a member merges only
+    with her household), so their bands are the thresholds'."""
+    households = "head_name" in vector.levels
+    return classify(score, thresholds, evidence=not households or household_evidence(vector))
 
 
 def _patterns(

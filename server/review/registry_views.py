@@ -16,6 +16,7 @@ from server.accounts.service import can, require
 from server.db import db
 from server.errors import Conflict, DiiwaanError, ValidationFailed
 from server.i18n import _
+from server.registry import linking
 from server.registry import service as registry
 from server.registry.models import HOUSEHOLDS, MEMBERS, Entity, MatchCandidate
 from server.review import service
@@ -200,6 +201,7 @@ def _candidate_page(pair: MatchCandidate, problem: DiiwaanError | None = None) -
         new_submission=service.submission_for(db.session, pair.entity.created_by_submission_id),
         old_submission=service.submission_for(db.session, pair.candidate.created_by_submission_id),
         decider=_names({pair.decided_by_id}).get(pair.decided_by_id, ""),
+        link_threshold=linking.thresholds().link,
         problem=problem,
     ), (problem.status if problem else 200)
 

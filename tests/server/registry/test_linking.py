@@ -363,6 +363,58 @@ def test_namesakes_of_one_village_are_not_linked_by_their_heads_counted_as_membe
     assert new.merged_into_id is None
 
 
+def test_a_namesake_of_the_village_past_the_link_threshold_is_reviewed_not_merged(
+    session, district
+):
+    """The heads' names, their years of birth and the village agree, and one child of
+    three: enough weight to link, but nothing a namesake's household would not also have
+    (at a million households the wrong automatic merges looked like this). A phone
+    settles it."""
+    child = ("Cabdi Maxamed Cali", "male", "2015")
+    earlier = household(
+        district,
+        "Maxamed Cali Xasan",
+        "Ceelasha Biyaha",
+        members=(child, ("Faadumo Cumar Xuseen", "female", "1987")),
+    )
+    others = (("Xaliimo Yuusuf Warsame", "female", "1990"), ("Hodan Maxamed", "female", "2019"))
+    new = household(
+        district, "Maxamed Cali Xasan", "Ceelasha Biyaha", members=(child, *others), index=False
+    )
+    model = linking.model_for(session, HOUSEHOLDS)
+    limits = linking.thresholds()
+
+    pairs = linking.index_and_match(session, new, actor=None)
+
+    assert [pair.candidate_id for pair in pairs] == [earlier.id]
+    assert pairs[0].weight >= limits.link
+    assert pairs[0].contributions["members"] < model.weight_of("members", "50")
+    assert pairs[0].band == "review"
+    assert new.merged_into_id is None
+    assert model.weight_of("phone", "exact") > 0
+
+    with_phone = household(
+        district,
+        "Maxamed Cali Xasan",
+        "Ceelasha Biyaha",
+        members=(child,),
+        phone="0615550000",
+    )
+    again = household(
+        district,
+        "Maxamed Cali Xasan",
+        "Ceelasha Biyaha",
+        members=(child,),
+        phone="+252615550000",
+        index=False,
+    )
+    linked = linking.index_and_match(session, again, actor=None)
+    assert [(p.candidate_id, p.band) for p in linked if p.candidate_id == with_phone.id] == [
+        (with_phone.id, "link")
+    ]
+    assert again.merged_into_id == with_phone.id
+
+
 def test_the_head_is_left_out_of_the_members_by_relationship_else_by_name(session, district):
     entity = household(
         district,

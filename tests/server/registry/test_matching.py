@@ -577,6 +577,54 @@ def test_classify_bands() -> None:
     assert classify(Score(100.0, 1.0, {})) == "link"
 
 
+def household_vector(**levels: str) -> ComparisonVector:
+    """A household pair's levels: the heads' names and the village agree, the rest is
+    missing unless given."""
+    return ComparisonVector(
+        {
+            **dict.fromkeys(matching.HOUSEHOLD_FIELDS, matching.MISSING),
+            "head_name": "exact",
+            "village": "exact",
+            **levels,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("levels", "evidence"),
+    [
+        ({}, False),  # a namesake of the village: the head's name and the village alone
+        ({"members": "some"}, False),  # one member in common
+        ({"gps": "250m"}, False),  # the same neighbourhood
+        ({"head_date_of_birth": "year"}, False),  # estimated ages agree
+        ({"phone": "exact"}, True),
+        ({"phone": "typo"}, True),
+        ({"national_id": "typo"}, True),
+        ({"head_date_of_birth": "swap"}, True),
+        ({"head_date_of_birth": "year_month"}, True),
+        ({"members": "50"}, True),
+        ({"gps": "50m"}, True),  # the same dwelling, the heads' names agreeing
+        ({"gps": "50m", "head_name": "jw94"}, True),
+        ({"gps": "50m", "head_name": "jw88"}, False),  # a father and his son next door
+        ({"phone": "exact", "head_name": "different"}, True),
+    ],
+)
+def test_household_evidence_beyond_the_heads_name_and_the_village(levels, evidence) -> None:
+    assert matching.household_evidence(household_vector(**levels)) is evidence
+
+
+def test_a_household_past_the_link_threshold_without_evidence_goes_to_review() -> None:
+    limits = Thresholds(link=10.0, review=4.0)
+    strong = Score(10.5, 0.99, {})
+    assert classify(strong, limits, evidence=False) == "review"
+    assert matching.band_of(strong, household_vector(members="some"), limits) == "review"
+    assert matching.band_of(strong, household_vector(phone="typo"), limits) == "link"
+    assert matching.band_of(Score(3.0, 0.1, {}), household_vector(), limits) == "new"
+    # People are banded by the thresholds alone: a member merges only with her household.
+    person = ComparisonVector({"name": "exact", "village": "exact"})
+    assert matching.band_of(strong, person, limits) == "link"
+
+
 def test_thresholds_refuse_review_above_link() -> None:
     with pytest.raises(ValueError, match="review threshold"):
         Thresholds(link=4.0, review=8.0)

@@ -191,6 +191,11 @@ def test_a_suspected_duplicate_is_compared_side_by_side_merged_and_the_merge_und
     assert re.search(r'<tr class="differ">\s*<th>national_id', html)
     assert "555444333" in html and "102938475" in html
     assert "+9.7" in html and "-4.3" in html  # each field's part of the score
+    assert "high enough to link these households automatically" not in html
+    pair.weight = 10.5  # past the link threshold, in review for want of household evidence
+    session.flush()
+    html = browser.get(f"/registry/candidates/{pair.id}").get_data(as_text=True)
+    assert "high enough to link these households automatically" in html
     response = browser.post(f"/registry/candidates/{pair.id}/decision", {"decision": "merge"})
     assert response.status_code == 302
     session.expire_all()
