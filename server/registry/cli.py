@@ -31,12 +31,20 @@ def relink(list_names: tuple[str, ...], no_refit: bool) -> None:
                 session.scalar(
                     select(func.count())
                     .select_from(Entity)
-                    .where(Entity.list_name == list_name, Entity.merged_into_id.is_(None))
+                    .where(
+                        Entity.list_name == list_name,
+                        Entity.merged_into_id.is_(None),
+                        Entity.deleted.is_(False),
+                    )
                 )
                 or 0
             )
-            with click.progressbar(length=2 * total, label=f"relinking {list_name}") as bar:
-                counts = linking.relink(session, list_name, refit=not no_refit, progress=bar.update)
+        # Three passes over the records with a refit (keys, the model, the pairs), two without.
+        passes = 2 if no_refit else 3
+        with click.progressbar(length=passes * total, label=f"relinking {list_name}") as bar:
+            counts = linking.relink(
+                db.job_session, list_name, refit=not no_refit, progress=bar.update
+            )
         click.echo(
             f"{list_name}: {counts['records']} records, {counts['pairs']} candidate pairs, "
             f"{counts['review']} for review, {counts['link']} strong links sent for review"

@@ -60,6 +60,7 @@ __all__ = [
     "normalise_national_id",
     "normalise_phone",
     "normalise_sex",
+    "patterns",
     "birth_year",
     "phonetic_keys",
 ]
@@ -956,6 +957,14 @@ def _patterns(
     return Counter(tuple(vector.level(name) for name in names) for vector in vectors)
 
 
+def patterns(
+    vectors: Iterable[ComparisonVector], model: FellegiSunterModel
+) -> Counter[tuple[str, ...]]:
+    """How many pairs show each pattern of levels (in the order of `model`'s fields): what
+    `estimate_em` reads of the pairs, added up a chunk of pairs at a time."""
+    return _patterns(vectors, list(model.fields))
+
+
 def estimate_u(
     vectors: Iterable[ComparisonVector],
     model: FellegiSunterModel,
@@ -980,7 +989,7 @@ def estimate_u(
 
 
 def estimate_em(
-    vectors: Iterable[ComparisonVector],
+    vectors: Iterable[ComparisonVector] | Mapping[tuple[str, ...], int],
     initial_model: FellegiSunterModel,
     iterations: int = 50,
     *,
@@ -995,9 +1004,10 @@ def estimate_em(
     keep their m and u but still count in the expectation step; `fix_u` keeps every u (when
     it came from random pairs), `fix_prior` keeps the prior; `pseudo_count` is a Dirichlet
     prior per level so that a level unseen in one class gets a small, not zero, probability.
-    Stops after `iterations` or when no parameter moves more than `tolerance`."""
+    Stops after `iterations` or when no parameter moves more than `tolerance`. `vectors`
+    may also be counted already (`patterns`): pairs too many to hold at once."""
     names = list(initial_model.fields)
-    counts = _patterns(vectors, names)
+    counts = Counter(vectors) if isinstance(vectors, Mapping) else _patterns(vectors, names)
     if not counts:
         return initial_model
     patterns = list(counts.items())
