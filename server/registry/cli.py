@@ -49,6 +49,13 @@ def relink(list_names: tuple[str, ...], no_refit: bool) -> None:
             f"{list_name}: {counts['records']} records, {counts['pairs']} candidate pairs, "
             f"{counts['review']} for review, {counts['link']} strong links sent for review"
         )
+        if counts["refitted"]:
+            click.echo(f"  model refitted with EM on {counts['refitted']} pairs")
+        elif not no_refit:
+            click.echo(
+                f"  model kept: {counts['likely']} likely duplicates among the pairs, and a "
+                f"refit needs {linking.REFIT_MIN_LIKELY} to learn what duplicates look like"
+            )
 
 
 COMMANDS = (registry_group,)

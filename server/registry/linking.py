@@ -569,7 +569,8 @@ def relink(
 
     1. every record's blocking keys are filed again;
     2. with `refit`, the candidate pairs' levels are counted and the model re-estimated
-       with EM on the counts (stored when there are 50 pairs or more);
+       with EM on the counts — when `REFIT_MIN_LIKELY` of the pairs are likely
+       duplicates under the current model (`_refit`);
     3. every candidate pair is scored again: open pairs are updated, new ones added, a
        pair now below review is dropped, decided pairs keep their decision, and a strong
        link goes to review (a batch relink never merges unseen).
@@ -577,7 +578,8 @@ def relink(
     Each pair is compared once, from the first of its two records to list the other (the
     pairs in flight are the only state carried between chunks). A relink stopped half way
     leaves the chunks done committed; running it again finishes the work. Returns counts
-    of records, pairs, and pairs for review and strong links among them."""
+    of records, pairs, pairs for review and strong links among them, and with `refit`
+    the pairs the model was refitted on (0: kept) and the likely duplicates counted."""
     counts = {"records": 0, "pairs": 0, "review": 0, "link": 0}
     for session, entities in _in_chunks(sessions, list_name, chunk):
         _index_all(session, entities, _records(session, entities))
@@ -590,8 +592,9 @@ def relink(
         # members at 65 ms instead of 0.2 (10k households' 43,796 people), for the rest of
         # the relink and for the workers beside it.
         session.execute(text(f"ANALYZE {MatchKey.__tablename__}"))
+    counts["refitted"] = 0
     if refit:
-        _refit(sessions, list_name, chunk, progress)
+        counts["refitted"], counts["likely"] = _refit(sessions, list_name, chunk, progress)
     limits = thresholds()
     listed: dict[Any, set[Any]] = {}
     for session, entities in _in_chunks(sessions, list_name, chunk):
@@ -633,25 +636,38 @@ def relink(
     return counts
 
 
+# EM learns what duplicates look like from the candidate pairs. A registry with few
+# duplicates gives it none to learn from: fitted on the 10k-household bench registry
+# (no duplicates), it took the likeliest namesakes for matches, and 180 household pairs
+# went to review instead of 20. So a refit needs this many pairs that the current model
+# already links; otherwise the model is kept.
+REFIT_MIN_LIKELY = 50
+
+
 def _refit(
     sessions: Callable[[], AbstractContextManager[Session]],
     list_name: str,
     chunk: int,
     progress: Callable[[int], None] | None,
-) -> None:
-    """`relink`'s second pass: EM on the levels of every candidate pair, counted."""
+) -> tuple[int, int]:
+    """`relink`'s second pass: EM on the levels of every candidate pair, counted, when
+    `REFIT_MIN_LIKELY` of them are likely duplicates under the current model. Returns
+    (pairs fitted on, 0 when the model was kept; likely duplicates among them)."""
     with sessions() as session:
         model = model_for(session, list_name)
+    link = thresholds().link
     counted: Counter[tuple[str, ...]] = Counter()
+    likely = 0
     listed: dict[Any, set[Any]] = {}
     for session, entities in _in_chunks(sessions, list_name, chunk):
-        vectors = (vector for _, _, vector in _pairs(session, entities, listed))
+        vectors = [vector for _, _, vector in _pairs(session, entities, listed)]
         counted += matching.patterns(vectors, model)
+        likely += sum(1 for vector in vectors if model.score(vector).weight >= link)
         if progress:
             progress(len(entities))
     pairs = sum(counted.values())
-    if pairs < 50:
-        return
+    if likely < REFIT_MIN_LIKELY:
+        return 0, likely
     fitted = matching.estimate_em(counted, model)
     with sessions() as session:
         stored = session.get(MatchModel, list_name) or MatchModel(list_name=list_name)
@@ -659,6 +675,7 @@ def _refit(
         stored.fitted_at = utcnow()
         stored.pairs = pairs
         session.add(stored)
+    return pairs, likely
 
 
 def _in_chunks(

@@ -148,3 +148,23 @@ def test_a_relink_stopped_half_way_keeps_the_chunks_it_committed(session, regist
         linking.relink(db.job_session, HOUSEHOLDS, refit=False, chunk=5)
     session.expire_all()
     assert session.scalar(select(func.count(func.distinct(MatchKey.entity_id)))) == 10
+
+
+def test_a_refit_with_too_few_likely_duplicates_keeps_the_model(
+    app, session, registry, monkeypatch
+):
+    """EM learns duplicates from the pairs; with fewer likely ones than it needs (here made
+    more than the registry has), the model stays as it was and the command says why."""
+    monkeypatch.setattr(linking, "REFIT_MIN_LIKELY", 1000)
+
+    result = app.test_cli_runner().invoke(args=["registry", "relink", "--list", HOUSEHOLDS])
+
+    assert result.exit_code == 0, result.output
+    kept = re.search(r"model kept: (\d+) likely duplicates", result.output)
+    assert kept is not None and FAMILIES <= int(kept.group(1)) < 1000
+    assert session.get(MatchModel, HOUSEHOLDS) is None
+    monkeypatch.setattr(linking, "REFIT_MIN_LIKELY", FAMILIES)
+    again = app.test_cli_runner().invoke(args=["registry", "relink", "--list", HOUSEHOLDS])
+    assert "model refitted with EM on" in again.output
+    session.expire_all()
+    assert session.get(MatchModel, HOUSEHOLDS) is not None
