@@ -515,11 +515,11 @@ def _decrypt_chunks(
     for chunk in ciphertext:
         size += len(chunk)
         plain = decryptor.update(chunk)
-        if len(plain) < AES_BLOCK_BYTES:  # small chunks: join them up
+        if len(plain) < AES_BLOCK_BYTES:  # small chunks are gathered up to a block
             plain, held = held + plain, b""
-        if len(plain) < AES_BLOCK_BYTES:
-            held = plain
-            continue
+            if len(plain) < AES_BLOCK_BYTES:
+                held = plain
+                continue
         if held:
             yield held
         view = memoryview(plain)  # slices of it are not copies

@@ -73,6 +73,23 @@ def private_key(session: Session, key_id: uuid.UUID, key_encryption_key: str) ->
     return crypto.open_private_key(key.sealed_private_key, key_encryption_key.encode())
 
 
+class OpenedKeys:
+    """Server private keys opened under one key-encryption key, kept by id for the life
+    of the process (a worker's, a web process's): opening one — unsealing, then the RSA
+    key's consistency check — costs tens of milliseconds, more than what it decrypts.
+    Keys are never changed in place (rotation makes a new one), so nothing goes stale."""
+
+    def __init__(self, key_encryption_key: str) -> None:
+        self.key_encryption_key = key_encryption_key
+        self.opened: dict[uuid.UUID, RSAPrivateKey] = {}
+
+    def get(self, session: Session, key_id: uuid.UUID) -> RSAPrivateKey:
+        key = self.opened.get(key_id)
+        if key is None:
+            key = self.opened[key_id] = private_key(session, key_id, self.key_encryption_key)
+        return key
+
+
 # --------------------------------------------------------------------------- forms
 
 # ODK Validate (java) checks every upload; DIIWAAN_ODK_VALIDATE=false turns it off.

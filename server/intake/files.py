@@ -14,14 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, BinaryIO
 
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -122,7 +119,7 @@ def _verified(
             base64_encrypted_key=envelope.base64_encrypted_key or "",
             index=media.index(attachment),
             name=attachment.name,
-            private_key=_private_key(session, key_id, key_encryption_key),
+            private_key=_opened_keys(key_encryption_key).get(session, key_id),
         )
         for chunk in decryptor.decrypt(_chunks(store, sealed)):
             digest.update(chunk)
@@ -203,23 +200,10 @@ def _damaged(
     )
 
 
-# Opened private keys by server key id (and the key-encryption key that opened them),
-# for this process. Opening one (unsealing it, then the RSA key's consistency check)
-# costs tens of milliseconds, more than decrypting a photo; a page of a submission with
-# its photos asks for the key once per photo.
-_keys: dict[tuple[uuid.UUID, str], RSAPrivateKey] = {}
-_keys_lock = threading.Lock()
-
-
-def _private_key(session: Session, key_id: uuid.UUID, key_encryption_key: str) -> RSAPrivateKey:
-    key = _keys.get((key_id, key_encryption_key))
-    if key is None:
-        key = catalog.private_key(session, key_id, key_encryption_key)
-        with _keys_lock:
-            if len(_keys) >= 32:
-                _keys.clear()
-            _keys[key_id, key_encryption_key] = key
-    return key
+@lru_cache(maxsize=4)
+def _opened_keys(key_encryption_key: str) -> catalog.OpenedKeys:
+    """This process's opened keys (a page of a submission asks for one per photo)."""
+    return catalog.OpenedKeys(key_encryption_key)
 
 
 def forget_decrypted_copies(

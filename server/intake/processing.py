@@ -81,14 +81,13 @@ class WorkerContext:
     key_encryption_key: str
     worker_id: str = ""
     lease_seconds: int = LEASE_SECONDS
-    # Opened private keys by server key id. Opening one (unsealing, then the RSA key's
-    # consistency check) costs tens of milliseconds, more than the rest of an item.
-    _private_keys: dict[uuid.UUID, RSAPrivateKey] = field(default_factory=dict, repr=False)
+    _keys: catalog.OpenedKeys = field(init=False, repr=False)
     _definitions: dict[tuple[uuid.UUID, str], FormDefinition] = field(
         default_factory=dict, repr=False
     )
 
     def __post_init__(self) -> None:
+        self._keys = catalog.OpenedKeys(self.key_encryption_key)
         if not self.worker_id:
             self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -106,11 +105,7 @@ class WorkerContext:
         return definition
 
     def private_key(self, session: Session, key_id: uuid.UUID) -> RSAPrivateKey:
-        if key_id not in self._private_keys:
-            self._private_keys[key_id] = catalog.private_key(
-                session, key_id, self.key_encryption_key
-            )
-        return self._private_keys[key_id]
+        return self._keys.get(session, key_id)
 
 
 def backoff(attempts: int) -> dt.timedelta:

@@ -662,7 +662,7 @@ def _refit(
     for session, entities in _in_chunks(sessions, list_name, chunk):
         vectors = [vector for _, _, vector in _pairs(session, entities, listed)]
         counted += matching.patterns(vectors, model)
-        likely += sum(1 for vector in vectors if model.score(vector).weight >= link)
+        likely += sum(1 for vector in vectors if model.weight(vector) >= link)
         if progress:
             progress(len(entities))
     pairs = sum(counted.values())

@@ -697,7 +697,7 @@ def test_a_starting_worker_opens_what_the_waiting_submissions_need_before_leasin
     processing.warm_up(context)
 
     # Opened ahead, so the first lease does not carry the worker's start-up ...
-    assert list(context._private_keys) == [household.key.id]
+    assert list(context._keys.opened) == [household.key.id]
     assert [version_id for version_id, _md5 in context._definitions] == [household.id]
     # ... and nothing was leased or charged an attempt meanwhile.
     waiting = only_submission(session, encrypted.instance_id)
@@ -711,7 +711,7 @@ def test_a_key_that_cannot_be_opened_ahead_is_reported_when_processing(
     context = starting_worker(settings, "not the key it was sealed with, 32 bytes+")
 
     processing.warm_up(context)  # does not stop the worker
-    assert context._private_keys == {}
+    assert context._keys.opened == {}
 
     assert processing.run(context, drain=True) == 1
     # Processing meets the error and records it; a wrong key-encryption key is the
