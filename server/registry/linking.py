@@ -119,6 +119,8 @@ class CandidateFields(EntityFields, Protocol):
     def created_by_submission_id(self) -> Any: ...
     @property
     def member_count(self) -> int | None: ...
+    @property
+    def member_births(self) -> str | None: ...
 
 
 def person_record(entity: EntityFields) -> matching.PersonRecord:
@@ -266,27 +268,32 @@ def _worth_comparing(
         return others
     comparer = comparer or matching.HouseholdComparer(record)
     bare = {} if bare is None else bare
-    size = len(record.members)
-    bounds: dict[int, float] = {}  # by `member_count`: the 30 have a few sizes between them
+    births = [matching.birth_year(member.date_of_birth) for member in record.members]
     kept = []
     for other in others:
         other_record = bare[other.id] = household_record(session, other, members=[])
-        count = other.member_count or 0
-        at_most = bounds.get(count)
-        if at_most is None:
-            at_most = bounds[count] = _members_bound(model, size, count)
+        at_most = _members_bound(model, births, other.member_count or 0, _member_births(other))
         if comparer.can_reach(other_record, model, review, members_at_most=at_most):
             kept.append(other)
     return kept
 
 
-def _members_bound(model: matching.FellegiSunterModel, size: int, count: int) -> float:
-    """The most the members can add to a pair of a household of `size` other members and
-    a candidate of `count` members. `member_count` counts the head too when she is listed
-    among the members (`other_members` leaves her out): the bound is taken over both."""
+def _members_bound(
+    model: matching.FellegiSunterModel,
+    births: list[int | None],
+    count: int,
+    their_births: list[int | None] | None,
+) -> float:
+    """The most the members can add to a pair of a household whose other members were
+    born in `births` and a candidate of `count` members born in `their_births` (None:
+    not known). `member_count` counts the head too when she is listed among the members
+    (`other_members` leaves her out): the bound is taken over both, and the pairs their
+    birth years allow are counted with her among them, which can only count more."""
+    size = len(births)
+    paired = None if their_births is None else matching.members_paired_at_most(births, their_births)
     return max(
-        matching.members_weight_at_most(model, size, count),
-        matching.members_weight_at_most(model, size, max(0, count - 1)),
+        matching.members_weight_at_most(model, size, count, paired),
+        matching.members_weight_at_most(model, size, max(0, count - 1), paired),
     )
 
 
@@ -374,18 +381,28 @@ def _candidate_statement(weights: tuple[int, ...], households: bool) -> Select[A
         .limit(bindparam("cap"))
         .subquery()
     )
-    # Counted for the capped candidates only, after the limit.
+    # Counted for the capped candidates only, after the limit; with their birth dates
+    # (`_member_births`), which can show before their members are read that too few of
+    # them could pair with the new household's.
     member = aliased(Entity)
-    member_count = (
-        select(func.count())
-        .where(
-            member.household_id == best.c.id,
-            member.merged_into_id.is_(None),
-            member.deleted.is_(False),
+
+    def of_members(column: Any) -> Any:
+        if not households:
+            return null()
+        return (
+            select(column)
+            .where(
+                member.household_id == best.c.id,
+                member.merged_into_id.is_(None),
+                member.deleted.is_(False),
+            )
+            .scalar_subquery()
         )
-        .scalar_subquery()
-        if households
-        else null()
+
+    birth = func.coalesce(
+        func.nullif(member.properties["date_of_birth"].as_string(), ""),
+        func.nullif(member.properties["dob"].as_string(), ""),
+        "",
     )
     return select(
         best.c.id,
@@ -394,8 +411,24 @@ def _candidate_statement(weights: tuple[int, ...], households: bool) -> Select[A
         best.c.properties,
         best.c.district_id,
         best.c.created_by_submission_id,
-        member_count.label("member_count"),
+        of_members(func.count()).label("member_count"),
+        of_members(func.aggregate_strings(birth, _BIRTHS_SEPARATOR)).label("member_births"),
     ).order_by(best.c.shared.desc(), best.c.id)
+
+
+_BIRTHS_SEPARATOR = "\x1f"
+
+
+def _member_births(candidate: CandidateFields) -> list[int | None] | None:
+    """The birth years of a candidate household's members (the head among them), as
+    `person_record` would read them, from the dates the candidate query gathered; None
+    when they cannot be told apart (a date holding the separator), so that nothing is
+    assumed of them."""
+    count = candidate.member_count or 0
+    births = candidate.member_births.split(_BIRTHS_SEPARATOR) if count else []
+    if len(births) != count:
+        return None
+    return [matching.birth_year(text) for text in births]
 
 
 def candidates(session: Session, entity: Entity, keys: set[str]) -> list[CandidateFields]:

@@ -624,17 +624,42 @@ class HouseholdComparer:
         return levels, {"village": village_similarity, "gps": metres}
 
 
-def members_weight_at_most(model: FellegiSunterModel, a: int, b: int) -> float:
+def members_weight_at_most(
+    model: FellegiSunterModel, a: int, b: int, paired_at_most: int | None = None
+) -> float:
     """The most the members field can add to the weight of two households of `a` and `b`
-    members, whoever they are: at most min(a, b) of them pair up, so the share is at most
-    2·min(a, b) / (a + b), and any lower level can be reached too. 0 when either has
-    none (missing)."""
+    members: at most min(a, b) of them pair up (fewer when `paired_at_most` says so, as
+    `members_paired_at_most` counts from birth years), so the share is at most
+    2·min(a, b, paired) / (a + b), and any lower level can be reached too. 0 when either
+    has none (missing)."""
     levels = model.fields.get("members", ())
     if not a or not b or not levels:
         return 0.0
-    top = _member_level(2 * min(a, b) / (a + b))
+    paired = min(a, b) if paired_at_most is None else min(a, b, paired_at_most)
+    top = _member_level(2 * paired / (a + b))
     reachable = levels[levels.index(top) :] if top in levels else levels
     return max(model.weight_of("members", level) for level in reachable)
+
+
+def members_paired_at_most(a: Sequence[int | None], b: Sequence[int | None]) -> int:
+    """The most members of two households that `_overlap` can pair, from their birth
+    years alone (None: unknown): two members pair only when their years are at most one
+    apart, or one of them is unknown (`_members_match`), so no more pairs than the
+    largest such matching. Among known years that is found by walking both sorted lists
+    together, pairing whenever two are within a year (greedy is optimal for points on a
+    line paired within a distance); each unknown year may pair with anyone."""
+    known_a = sorted(year for year in a if year is not None)
+    known_b = sorted(year for year in b if year is not None)
+    paired = i = j = 0
+    while i < len(known_a) and j < len(known_b):
+        if abs(known_a[i] - known_b[j]) <= 1:
+            paired, i, j = paired + 1, i + 1, j + 1
+        elif known_a[i] < known_b[j]:
+            i += 1
+        else:
+            j += 1
+    unknown = (len(a) - len(known_a)) + (len(b) - len(known_b))
+    return min(len(a), len(b), paired + unknown)
 
 
 def compare_households(a: HouseholdRecord, b: HouseholdRecord) -> ComparisonVector:

@@ -336,6 +336,54 @@ def test_a_household_too_small_to_share_most_members_is_dropped_before_its_membe
     ]
 
 
+def test_a_household_whose_members_birth_years_cannot_pair_is_dropped_before_its_members_are_read(
+    session, district
+):
+    children = (
+        ("Faadumo Cumar Xuseen", "female", "1987"),
+        ("Caasha Maxamed", "female", "2012"),
+        ("Nuur Maxamed", "male", "2014"),
+        ("Xaliimo Maxamed", "female", "2016"),
+        ("Cabdi Maxamed", "male", "2018"),
+    )
+    # As many members as the new household, but born decades before its children: no
+    # more than the mother could pair, and her alone cannot lift the pair.
+    elders = tuple((name, sex, f"19{40 + n}") for n, (name, sex, _born) in enumerate(children))
+    elders_household = household(
+        district, "Maxamed Cali Warsame", "Ceelasha Biyaha", members=elders
+    )
+    family = household(district, "Maxamed Cali Warsame", "Ceelasha Biyaha", members=children)
+    unreadable = household(
+        district,
+        "Maxamed Cali Warsame",
+        "Ceelasha Biyaha",
+        members=(*elders[:4], ("Cabdi Maxamed", "male", f"1944{linking._BIRTHS_SEPARATOR}2018")),
+    )
+    new = household(
+        district, "Maxamed Cali Xasan", "Ceelasha Biyaha", members=children, index=False
+    )
+    keys = linking.index(session, new)
+    session.flush()
+    found = {candidate.id: candidate for candidate in linking.candidates(session, new, keys)}
+    assert set(found) == {elders_household.id, family.id, unreadable.id}
+    assert linking._member_births(found[family.id]) == [1985, 1987, 2012, 2014, 2016, 2018]
+    assert linking._member_births(found[elders_household.id]) == [
+        1985, 1940, 1941, 1942, 1943, 1944
+    ]  # fmt: skip
+    # A date holding the separator: the years cannot be told apart, so none is assumed.
+    assert linking._member_births(found[unreadable.id]) is None
+    model = linking.model_for(session, HOUSEHOLDS)
+
+    worth = linking._worth_comparing(
+        session, model, linking._record(session, new), list(found.values()), 4.0
+    )
+
+    assert {candidate.id for candidate in worth} == {family.id, unreadable.id}
+    assert [pair.candidate_id for pair in linking.index_and_match(session, new, None)] == [
+        family.id
+    ]
+
+
 def test_namesakes_of_one_village_are_not_linked_by_their_heads_counted_as_members(
     session, district
 ):

@@ -750,3 +750,63 @@ def test_one_comparer_asked_under_two_models_bounds_the_name_by_each() -> None:
         best = max(model.weight_of("head_name", level) for level in matching.NAME_LEVELS)
         without_name = weight - model.weight_of("head_name", comparer.compare(b).level("head_name"))
         assert not comparer.can_reach(b, model, without_name + best + 0.01, members_at_most=0.0)
+
+
+def _most_pairs_by_brute_force(a: list[int | None], b: list[int | None]) -> int:
+    """The largest matching of members within a year of each other (unknown: anyone),
+    by trying every assignment of `a`'s members to distinct members of `b` or to none."""
+    best = 0
+
+    def extend(i: int, used: frozenset[int], paired: int) -> None:
+        nonlocal best
+        if i == len(a):
+            best = max(best, paired)
+            return
+        extend(i + 1, used, paired)
+        mine = a[i]
+        for j, year in enumerate(b):
+            if j not in used and (mine is None or year is None or abs(mine - year) <= 1):
+                extend(i + 1, used | {j}, paired + 1)
+
+    extend(0, frozenset(), 0)
+    return best
+
+
+def test_members_paired_at_most_is_the_largest_matching_of_birth_years() -> None:
+    # Pairing 2010 with 2010 first would leave 2009 alone; both pair when 2009 takes 2010.
+    assert matching.members_paired_at_most([2009, 2010], [2010, 2011]) == 2
+    assert matching.members_paired_at_most([1950, 1960], [2010, 2012]) == 0
+    assert matching.members_paired_at_most([1950, None], [2010, 2012]) == 1  # unknown year
+    assert matching.members_paired_at_most([None, None, None], [2010]) == 1  # one to pair
+    assert matching.members_paired_at_most([], [2010]) == 0
+    rng = random.Random(7)
+    for _ in range(400):
+        a = [rng.choice([None, *range(2000, 2012)]) for _ in range(rng.randint(0, 5))]
+        b = [rng.choice([None, *range(2000, 2012)]) for _ in range(rng.randint(0, 5))]
+        assert matching.members_paired_at_most(a, b) == _most_pairs_by_brute_force(a, b), (a, b)
+
+
+def _born(names: list[str], years: list[int | None]) -> list[tuple[str, str | None]]:
+    return [(names[i], None if year is None else str(year)) for i, year in enumerate(years)]
+
+
+def test_birth_years_bound_the_members_share_that_comparing_finds() -> None:
+    model = matching.default_model(household=True)
+    names = ["Faadumo Xasan", "Cumar Axmed", "Caasha Axmed", "Nuur Axmed", "Xaliimo Axmed"]
+    spellings = ["Fatuma Hassan", "Omar Ahmed", "Aisha Ahmed", "Noor Ahmed", "Halima Ahmed"]
+    rng = random.Random(11)
+    tightened = 0
+    for n in range(300):
+        size_a, size_b = rng.randint(1, 5), rng.randint(1, 5)
+        years_a = [rng.choice([None, *range(2008, 2016)]) for _ in range(size_a)]
+        years_b = [rng.choice([None, *range(2008, 2016)]) for _ in range(size_b)]
+        a = _household(f"a{n}", "Axmed Cali", _born(names, years_a))
+        b = _household(f"b{n}", "Ahmed Ali", _born(spellings, years_b))
+        paired = matching.members_paired_at_most(years_a, years_b)
+        share = matching.member_overlap(a.members, b.members)
+        assert share is not None and share <= 2 * paired / (size_a + size_b)
+        level = compare_households(a, b).level("members")
+        bound = matching.members_weight_at_most(model, size_a, size_b, paired)
+        assert model.weight_of("members", level) <= bound
+        tightened += bound < matching.members_weight_at_most(model, size_a, size_b)
+    assert tightened > 50  # the years tell something in many of these pairs
