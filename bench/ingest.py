@@ -14,6 +14,8 @@ What it does, all on 127.0.0.1 and bounded (it stops by itself):
    gunicorn, has --clients processes (--client-threads keep-alive connections each)
    encrypt --submissions households with the server's public key as Collect does, then
    post them all at once, and prints acknowledged submissions/s with p50/p99 latency;
+   (`floor-gthread:2x8` serves `bench/ingest_floor.py` instead: the least a Python
+   intake can do with the same durability, the ceiling for Diiwaan's on this machine);
 3. after each round drains the queue with 1, then 2, `diiwaan worker --drain` processes
    in parallel, and prints processed/s (from the submissions' processed_at, so process
    start-up is not counted; the wall time including it is printed too).
@@ -282,15 +284,19 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(spec: str, environment: dict[str, str], token: str) -> Iterator[tuple[int, int]]:
-    """Serve with gunicorn as `spec` says (sync:4, gthread:4x4); yields (port, pid)."""
-    kind, _, size = spec.partition(":")
+    """Serve with gunicorn as `spec` says (sync:4, gthread:4x4; floor-gthread:2x8 serves
+    `bench/ingest_floor.py` instead of Diiwaan); yields (port, pid)."""
+    floor, kind, size = _server_spec(spec)
     workers, _, threads = size.partition("x")
     command = [str(BIN / "gunicorn"), "--workers", workers, "--worker-class", kind]
     if kind == "gthread":
         command += ["--threads", threads or "4"]
     port = free_port()
     command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    command.append("server.app:create_app()")
+    if floor:
+        command += ["--pythonpath", str(ROOT / "bench"), "ingest_floor:app"]
+    else:
+        command.append("server.app:create_app()")
     log = tempfile.TemporaryFile()  # noqa: SIM115 (read back after the server stops)
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log)
     try:
@@ -321,6 +327,30 @@ def gunicorn(spec: str, environment: dict[str, str], token: str) -> Iterator[tup
         log.close()
         if errors:
             print(f"  gunicorn logged {len(errors)} error line(s), e.g. {errors[0]}")
+
+
+def _server_spec(spec: str) -> tuple[bool, str, str]:
+    """(floor?, worker class, size) of `floor-gthread:2x8`, `sync:4`, ..."""
+    floor = spec.startswith("floor-")
+    kind, _, size = spec.removeprefix("floor-").partition(":")
+    return floor, kind, size
+
+
+def prepare_floor(environment: dict[str, str], database_url: str, data_dir: Path) -> None:
+    """Fresh tables and a scratch directory for `bench/ingest_floor.py`."""
+    from ingest_floor import TABLES
+
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS floor_file, floor_submission"))
+        for statement in TABLES:
+            connection.execute(text(statement))
+    engine.dispose()
+    shutil.rmtree(data_dir / "floor", ignore_errors=True)
+    environment.update(
+        FLOOR_DIR=str(data_dir / "floor"),
+        FLOOR_DB=make_url(database_url).set(drivername="postgresql").render_as_string(False),
+    )
 
 
 # -------------------------------------------------------------------------- clients
@@ -552,7 +582,8 @@ def main() -> None:
         "--servers",
         nargs="+",
         default=["gthread:2x8", "sync:4"],
-        help="gunicorn set-ups, one round each: sync:<workers> or gthread:<workers>x<threads>",
+        help="gunicorn set-ups, one round each: sync:<workers> or gthread:<workers>x<threads>;"
+        " floor-<set-up> serves bench/ingest_floor.py (the least durable intake) instead",
     )
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--client-threads", type=int, default=4, help="connections per client")
@@ -608,6 +639,9 @@ def main() -> None:
     acks: list[AckResult] = []
     drains: list[DrainResult] = []
     for number, spec in enumerate(args.servers):
+        floor = _server_spec(spec)[0]
+        if floor:
+            prepare_floor(environment, database_url, data_dir)
         result = post_round(
             spec, environment, tokens, public_key, args, first_seed=number * 1_000_000
         )
@@ -625,7 +659,7 @@ def main() -> None:
             f" (of {result.seconds * (os.cpu_count() or 1):.1f} available)"
         )
         workers = args.drain_workers[number % len(args.drain_workers)]
-        if workers == 0:
+        if workers == 0 or floor:  # the floor stores nothing for a worker
             continue
         drained = drain(environment, workers, database_url, args.worker_batch)
         drains.append(drained)
@@ -636,8 +670,13 @@ def main() -> None:
             f" worker); wall {drained.wall_seconds:.1f} s including start-up"
         )
 
-    best = max(acks, key=lambda result: result.per_second)
-    print(f"\nbest gunicorn set-up here: {best.spec} ({best.per_second:.0f} ack/s)")
+    best = max(
+        (result for result in acks if not _server_spec(result.spec)[0]),
+        key=lambda result: result.per_second,
+        default=None,
+    )
+    if best is not None:
+        print(f"\nbest gunicorn set-up here: {best.spec} ({best.per_second:.0f} ack/s)")
     if args.keep_data:
         print(f"kept {data_dir} and the database {BENCH_DATABASE}")
     else:
