@@ -301,16 +301,20 @@ def test_a_changed_cap_applies_to_the_next_record(session, district, monkeypatch
     assert len(candidates_of(session, new)) == 2
 
 
+# The other members of a household: the mother and four children.
+MOTHER_AND_CHILDREN = (
+    ("Faadumo Cumar Xuseen", "female", "1987"),
+    ("Caasha Maxamed", "female", "2012"),
+    ("Nuur Maxamed", "male", "2014"),
+    ("Xaliimo Maxamed", "female", "2016"),
+    ("Cabdi Maxamed", "male", "2018"),
+)
+
+
 def test_a_household_too_small_to_share_most_members_is_dropped_before_its_members_are_read(
     session, district
 ):
-    children = (
-        ("Faadumo Cumar Xuseen", "female", "1987"),
-        ("Caasha Maxamed", "female", "2012"),
-        ("Nuur Maxamed", "male", "2014"),
-        ("Xaliimo Maxamed", "female", "2016"),
-        ("Cabdi Maxamed", "male", "2018"),
-    )
+    children = MOTHER_AND_CHILDREN
     # Another grandfather: the heads' names differ, and only members could make the pair.
     alone = household(district, "Maxamed Cali Warsame", "Ceelasha Biyaha")
     family = household(district, "Maxamed Cali Warsame", "Ceelasha Biyaha", members=children)
@@ -339,13 +343,7 @@ def test_a_household_too_small_to_share_most_members_is_dropped_before_its_membe
 def test_a_household_whose_members_birth_years_cannot_pair_is_dropped_before_its_members_are_read(
     session, district
 ):
-    children = (
-        ("Faadumo Cumar Xuseen", "female", "1987"),
-        ("Caasha Maxamed", "female", "2012"),
-        ("Nuur Maxamed", "male", "2014"),
-        ("Xaliimo Maxamed", "female", "2016"),
-        ("Cabdi Maxamed", "male", "2018"),
-    )
+    children = MOTHER_AND_CHILDREN
     # As many members as the new household, but born decades before its children: no
     # more than the mother could pair, and her alone cannot lift the pair.
     elders = tuple((name, sex, f"19{40 + n}") for n, (name, sex, _born) in enumerate(children))
