@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any, BinaryIO
 
+from flask import Response, request, send_file
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from forms.instance import read_envelope
 from server.blobs import CHUNK, BlobStore
@@ -43,15 +45,34 @@ class StoredFileDamaged(DiiwaanError):
 class SubmissionFile:
     """A file to send: `open()` gives its content as a binary stream. A file larger than
     one chunk is read from the store (and decrypted) a chunk at a time as it is sent, so
-    a long recording never sits whole in memory."""
+    a long recording never sits whole in memory. `size` is its length in bytes (a
+    decrypted file's counted when it was checked), so that a response can say how long
+    it is and answer a range of it: a browser seeking in a recording asks for one."""
 
     name: str
     content_type: str | None  # as the device sent it; None for decrypted media
     open: Callable[[], BinaryIO]
+    size: int | None = None
 
     def read(self) -> bytes:
         with self.open() as stream:
             return stream.read()
+
+    def send(self, **options: Any) -> Response:
+        """The response that sends it (`flask.send_file`'s `options`), with its length
+        and, when a range was asked for, only that range (206; 416 past its end). A
+        streamed file cannot seek: the bytes before the range are decrypted and dropped."""
+        response = send_file(self.open(), conditional=False, **options)
+        if self.size is None:
+            return response
+        response.content_length = self.size
+        try:
+            return response.make_conditional(
+                request.environ, accept_ranges=True, complete_length=self.size
+            )
+        except RequestedRangeNotSatisfiable:
+            response.close()  # the file it opened
+            raise
 
 
 def readable_names(submission: Submission) -> set[str]:
@@ -80,13 +101,14 @@ def read(
     twice, once to check it before anything is sent, then as it is sent."""
     for attachment in submission.attachments:
         if submission.encrypted and attachment.plain_name == name and attachment.plain_sha256:
-            decrypted = _verified(session, submission, attachment, store, key_encryption_key)
-            return SubmissionFile(name, None, decrypted)
+            decrypted, size = _verified(session, submission, attachment, store, key_encryption_key)
+            return SubmissionFile(name, None, decrypted, size)
     if submission.encrypted and not as_received:
         return None
     for attachment in submission.attachments:
         if attachment.name == name and attachment.sha256:
-            return SubmissionFile(name, attachment.content_type, _opener(store, attachment))
+            opener = _opener(store, attachment)
+            return SubmissionFile(name, attachment.content_type, opener, attachment.size)
     return None
 
 
@@ -96,9 +118,9 @@ def _verified(
     attachment: SubmissionAttachment,
     store: BlobStore,
     key_encryption_key: str,
-) -> Callable[[], BinaryIO]:
+) -> tuple[Callable[[], BinaryIO], int]:
     """Opens the plaintext of an encrypted media file, once it has been decrypted whole
-    and found to be the file the worker verified."""
+    and found to be the file the worker verified; and its length."""
     assert attachment.sha256 is not None and attachment.plain_sha256 is not None
     sealed = attachment.sha256
     envelope = read_envelope(store.read(submission.xml_sha256))
@@ -113,6 +135,7 @@ def _verified(
     small = _small(attachment)
     digest = hashlib.sha256()
     whole = bytearray()
+    size = 0
     try:
         decryptor = crypto.MediaFileDecryptor(
             instance_id=envelope.instance_id,
@@ -123,6 +146,7 @@ def _verified(
         )
         for chunk in decryptor.decrypt(_chunks(store, sealed)):
             digest.update(chunk)
+            size += len(chunk)
             if small:
                 whole += chunk
     except crypto.CryptoError as error:
@@ -131,8 +155,10 @@ def _verified(
         raise _damaged(submission, attachment, "it decrypts to other bytes than were verified")
     if small:  # a photo, usually: decrypted once, kept for the response
         data = bytes(whole)
-        return lambda: io.BytesIO(data)
-    return lambda: io.BufferedReader(_ChunkReader(decryptor.decrypt(_chunks(store, sealed))))
+        return (lambda: io.BytesIO(data)), size
+    return (
+        lambda: io.BufferedReader(_ChunkReader(decryptor.decrypt(_chunks(store, sealed))))
+    ), size
 
 
 def _small(attachment: SubmissionAttachment) -> bool:
@@ -182,6 +208,14 @@ class _ChunkReader(io.RawIOBase):
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
+
+    def close(self) -> None:
+        """Closes the chunks' source too: a range sent from a streamed file stops before
+        its end, and the stored file it reads would stay open until collected."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
 
 
 def _damaged(

@@ -99,10 +99,8 @@ class SubmissionAttachmentItem(MethodView):
             key_encryption_key=settings.key_encryption_key,
         )
         if found is not None:
-            return send_file(
-                found.open(),
-                download_name=name,
-                mimetype=found.content_type or "application/octet-stream",
+            return found.send(
+                download_name=name, mimetype=found.content_type or "application/octet-stream"
             )
         raise NotFound(f"submission {submission_id} has no attachment {name!r}")
 

@@ -17,7 +17,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 from flask.views import MethodView
@@ -305,8 +304,7 @@ def submission_file(submission_id: Any, name: str) -> Any:
     if found is not None:
         extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         mimetype = IMAGE_TYPES.get(extension)
-        response = send_file(
-            found.open(),
+        response = found.send(
             mimetype=mimetype or mimetypes.types_map.get(extension, "application/octet-stream"),
             as_attachment=mimetype is None,
             download_name=name,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import random
 import tracemalloc
+from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from forms.instance import read_envelope
 from server.db import utcnow
+from server.intake import files
 from server.intake.models import Submission
 from tests.factories import AdminFactory, SupervisorFactory, UserFactory
 from tests.server.intake.conftest import Device, only_submission
@@ -170,9 +173,20 @@ def test_encrypted_attachments_are_served_decrypted(client, bearer, field, hodan
     photo = client.get(f"{url}/attachments/{PHOTO_NAME}", headers=supervisor)
     assert photo.status_code == 200
     assert photo.data == PHOTO
+    assert photo.content_length == len(PHOTO)
+    part = client.get(
+        f"{url}/attachments/{PHOTO_NAME}", headers={**supervisor, "Range": "bytes=16-47"}
+    )
+    assert (part.status_code, part.data) == (206, PHOTO[16:48])
     # The encrypted file as received is still there for whoever needs it.
     sealed = client.get(f"{url}/attachments/{PHOTO_NAME}.enc", headers=supervisor)
-    assert sealed.data == field["encrypted_posted"].attachments[0].content
+    as_posted = field["encrypted_posted"].attachments[0].content
+    assert sealed.data == as_posted
+    assert sealed.content_length == len(as_posted)
+    first = client.get(
+        f"{url}/attachments/{PHOTO_NAME}.enc", headers={**supervisor, "Range": "bytes=0-15"}
+    )
+    assert (first.status_code, first.data) == (206, as_posted[:16])
 
     missing = client.get(f"{url}/attachments/nothing.jpg", headers=supervisor)
     assert missing.status_code == 404
@@ -238,6 +252,34 @@ def test_a_large_encrypted_recording_is_streamed_not_held_in_memory(
     assert (size, received.hexdigest()) == (len(recording), hashlib.sha256(recording).hexdigest())
     # About three chunks of 256 KB (1.2 MB measured); the whole file would be over 6 MB.
     assert peak < 2 * 1024 * 1024, f"peak {peak} bytes for a {len(recording)}-byte file"
+    # Its length is known before it is sent (counted when it was checked), so a player
+    # can show how long it is and seek: a range of it is decrypted and sent alone.
+    assert response.content_length == len(recording)
+    assert response.headers["Accept-Ranges"] == "bytes"
+    start = 4 * 1024 * 1024 + 3  # in the middle of a stream chunk and of a block
+
+    def part(path: str, asked: str) -> Any:
+        # Closed as a WSGI server closes it: a range stops before the end of its file,
+        # and closing the response is what closes the stored file it was reading.
+        with client.get(path, headers={**supervisor, "Range": f"bytes={asked}"}) as sent:
+            sent.get_data()
+            return sent
+
+    middle = part(url, f"{start}-{start + 999}")
+    assert middle.status_code == 206
+    assert middle.data == recording[start : start + 1000]
+    assert middle.headers["Content-Range"] == f"bytes {start}-{start + 999}/{len(recording)}"
+    tail = part(url, "-7")
+    assert (tail.status_code, tail.data) == (206, recording[-7:])
+    assert part(url, f"{len(recording)}-").status_code == 416
+    # The file as received (read from the store as it is sent, not decrypted) likewise.
+    sealed = encrypted.attachments[0].content
+    as_received = part(f"{url}.enc", "-100")
+    assert (as_received.status_code, as_received.data) == (206, sealed[-100:])
+    assert (
+        as_received.headers["Content-Range"]
+        == f"bytes {len(sealed) - 100}-{len(sealed) - 1}/{len(sealed)}"
+    )
 
 
 def test_unknown_submission_is_404(client, bearer, field):
@@ -270,3 +312,22 @@ def test_reprocess_api_requires_a_choice_and_the_manage_permission(
     session.expire_all()
     assert session.get(Submission, field["hodan"].id).processing_state == "queued"
     assert session.get(Submission, field["wadajir"].id).processing_state == "processed"
+
+
+def test_closing_a_streamed_file_closes_what_it_reads_from():
+    """A range stops before the end of a streamed file: closing the stream (as the
+    response's close does) must close the stored file it reads, not leave it to the
+    garbage collector."""
+    closed = []
+
+    def chunks():
+        try:
+            yield b"first chunk "
+            yield b"second chunk"
+        finally:
+            closed.append(True)
+
+    stream = io.BufferedReader(files._ChunkReader(chunks()))
+    assert stream.read(5) == b"first"
+    stream.close()
+    assert closed == [True]

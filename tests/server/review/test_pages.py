@@ -80,6 +80,10 @@ def test_an_encrypted_submissions_photo_is_served_decrypted_to_who_may_read_it(
     assert photo.status_code == 200 and photo.data == PHOTO
     assert photo.mimetype == "image/jpeg"
     assert "sandbox" in photo.headers["Content-Security-Policy"]
+    assert photo.content_length == len(PHOTO)
+    part = browser.get(url, headers={"Range": "bytes=100-"})
+    assert (part.status_code, part.data) == (206, PHOTO[100:])
+    assert "sandbox" in part.headers["Content-Security-Policy"]
     assert browser.get(url.replace(".jpg", ".jpg.enc")).status_code == 404
     browser.login(wadajir_supervisor.username)
     assert browser.get(url).status_code == 403
