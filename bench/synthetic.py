@@ -689,17 +689,19 @@ def report_bands(
     thresholds: Thresholds,
     prior_weight: float,
     without_evidence: frozenset[tuple[str, str]] = frozenset(),
+    never: frozenset[tuple[str, str]] = frozenset(),
 ) -> dict[str, float]:
     """P/R/F1 of the auto-link band, of link+review (what a supervisor would see), and at
     the Bayes decision point (posterior 0.5: weight ≥ −log2 prior odds). Pairs in
     `without_evidence` (households without `matching.household_evidence`) are never in
-    the link band, as in the registry: past its threshold they go to review."""
+    the link band, as in the registry: past its threshold they go to review; pairs in
+    `never` (people without `matching.person_evidence`) are in neither band."""
     link = {
         pair
         for pair, weight in scored
-        if weight >= thresholds.link and pair not in without_evidence
+        if weight >= thresholds.link and pair not in without_evidence and pair not in never
     }
-    review = {pair for pair, weight in scored if weight >= thresholds.review} - link
+    review = {pair for pair, weight in scored if weight >= thresholds.review} - link - never
     bayes = {pair for pair, weight in scored if weight >= prior_weight}
     p, r, f = prf(link, truth)
     p2, r2, f2 = prf(link | review, truth)
@@ -789,7 +791,14 @@ def evaluate_members(registry: Registry, thresholds: Thresholds, verbose: bool) 
     if verbose:
         print_model(model)
     scored = [(pair, model.score(v).weight) for pair, v in zip(ordered, vectors, strict=True)]
-    return report_bands("members", scored, registry.person_truth, thresholds, prior_weight(model))
+    never = frozenset(
+        pair
+        for pair, vector in zip(ordered, vectors, strict=True)
+        if not matching.person_evidence(vector)
+    )
+    return report_bands(
+        "members", scored, registry.person_truth, thresholds, prior_weight(model), never=never
+    )
 
 
 def evaluate_alignment(registry: Registry) -> dict[str, float]:

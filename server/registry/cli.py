@@ -51,6 +51,8 @@ def relink(list_names: tuple[str, ...], no_refit: bool) -> None:
         )
         if counts["refitted"]:
             click.echo(f"  model refitted with EM on {counts['refitted']} pairs")
+        elif "refused" in counts:
+            click.echo(f"  model kept: EM's fit on the pairs was refused, as {counts['refused']}")
         elif not no_refit:
             click.echo(
                 f"  model kept: {counts['likely']} likely duplicates among the pairs, and a "

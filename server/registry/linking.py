@@ -493,7 +493,9 @@ def model_for(session: Session, list_name: str) -> matching.FellegiSunterModel:
     """The list's fitted model, or the default one. Built once per fit and kept (a model
     is never changed in place; `relink` stores a new one with a new `fitted_at`), since
     building it again for every new record cost as much as a query. A list without a
-    stored model is looked up once per transaction."""
+    stored model is looked up once per transaction. A stored fit that
+    `matching.implausible_fit` refuses (stored before fits were checked) is not used:
+    the default model is."""
     stored = _stored_model(session, list_name)
     fitted = stored is not None and bool(stored.parameters)
     version = (list_name, stored.fitted_at if stored is not None and fitted else None)
@@ -501,10 +503,14 @@ def model_for(session: Session, list_name: str) -> matching.FellegiSunterModel:
     if model is None:
         if len(_models) > 32:
             _models.clear()
+        model = matching.default_model(household=list_name == HOUSEHOLDS)
         if stored is not None and fitted:
-            model = matching.FellegiSunterModel.from_dict(stored.parameters)
-        else:
-            model = matching.default_model(household=list_name == HOUSEHOLDS)
+            refit = matching.FellegiSunterModel.from_dict(stored.parameters)
+            refused = matching.implausible_fit(refit)
+            if refused is None:
+                model = refit
+            else:  # stored by a relink from before fits were checked
+                log.warning("the stored %s model is not used: %s", list_name, refused)
         _models[version] = model
     return model
 
@@ -596,7 +602,7 @@ def relink(
     refit: bool = True,
     progress: Callable[[int], None] | None = None,
     chunk: int = RELINK_CHUNK,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Re-match a whole list, `chunk` records a transaction (`sessions()` opens one and
     commits it when the block ends), in passes over its records in id order:
 
@@ -612,8 +618,9 @@ def relink(
     pairs in flight are the only state carried between chunks). A relink stopped half way
     leaves the chunks done committed; running it again finishes the work. Returns counts
     of records, pairs, pairs for review and strong links among them, and with `refit`
-    the pairs the model was refitted on (0: kept) and the likely duplicates counted."""
-    counts = {"records": 0, "pairs": 0, "review": 0, "link": 0}
+    the pairs the model was refitted on (0: kept) and the likely duplicates counted, and
+    `refused`, why, when EM's fit was refused (`matching.implausible_fit`)."""
+    counts: dict[str, Any] = {"records": 0, "pairs": 0, "review": 0, "link": 0}
     for session, entities in _in_chunks(sessions, list_name, chunk):
         _index_all(session, entities, _records(session, entities))
         counts["records"] += len(entities)
@@ -627,7 +634,9 @@ def relink(
         session.execute(text(f"ANALYZE {MatchKey.__tablename__}"))
     counts["refitted"] = 0
     if refit:
-        counts["refitted"], counts["likely"] = _refit(sessions, list_name, chunk, progress)
+        counts["refitted"], counts["likely"], refused = _refit(sessions, list_name, chunk, progress)
+        if refused is not None:
+            counts["refused"] = refused
     limits = thresholds()
     listed: dict[Any, set[Any]] = {}
     for session, entities in _in_chunks(sessions, list_name, chunk):
@@ -682,10 +691,11 @@ def _refit(
     list_name: str,
     chunk: int,
     progress: Callable[[int], None] | None,
-) -> tuple[int, int]:
+) -> tuple[int, int, str | None]:
     """`relink`'s second pass: EM on the levels of every candidate pair, counted, when
-    `REFIT_MIN_LIKELY` of them are likely duplicates under the current model. Returns
-    (pairs fitted on, 0 when the model was kept; likely duplicates among them)."""
+    `REFIT_MIN_LIKELY` of them are likely duplicates under the current model, and kept
+    unless `matching.implausible_fit` refuses it. Returns (pairs fitted on, 0 when the
+    model was kept; likely duplicates among them; why the fit was refused, if it was)."""
     with sessions() as session:
         model = model_for(session, list_name)
     link = thresholds().link
@@ -700,15 +710,19 @@ def _refit(
             progress(len(entities))
     pairs = sum(counted.values())
     if likely < REFIT_MIN_LIKELY:
-        return 0, likely
+        return 0, likely, None
     fitted = matching.estimate_em(counted, model)
+    refused = matching.implausible_fit(fitted)
+    if refused is not None:
+        log.warning("relink of %s kept its model: EM's fit was refused, %s", list_name, refused)
+        return 0, likely, refused
     with sessions() as session:
         stored = session.get(MatchModel, list_name) or MatchModel(list_name=list_name)
         stored.parameters = fitted.to_dict()
         stored.fitted_at = utcnow()
         stored.pairs = pairs
         session.add(stored)
-    return pairs, likely
+    return pairs, likely, None
 
 
 def _in_chunks(

@@ -620,9 +620,46 @@ def test_a_household_past_the_link_threshold_without_evidence_goes_to_review() -
     assert matching.band_of(strong, household_vector(members="some"), limits) == "review"
     assert matching.band_of(strong, household_vector(phone="typo"), limits) == "link"
     assert matching.band_of(Score(3.0, 0.1, {}), household_vector(), limits) == "new"
-    # People are banded by the thresholds alone: a member merges only with her household.
-    person = ComparisonVector({"name": "exact", "village": "exact"})
+    # People are banded by the thresholds (a member merges only with her household),
+    # once their names, or a phone or ID, say they could be one person.
+    person = ComparisonVector({"name": "exact", "village": "exact"}, {"name": 1.0})
     assert matching.band_of(strong, person, limits) == "link"
+
+
+@pytest.mark.parametrize(
+    ("levels", "similarity", "evidence"),
+    [
+        ({"name": "exact"}, 1.0, True),
+        ({"name": "jw88"}, 0.9, True),
+        ({"name": "different"}, 0.72, True),  # 'Zenab Abdi Rahman' / 'Sainab Abdu Lrahman'
+        ({"name": "different"}, 0.57, False),  # 'Qamar Shire Hassen' / 'Sadia Ciisa ...'
+        ({"name": "different", "phone": "typo"}, 0.57, True),
+        ({"name": "different", "national_id": "exact"}, 0.4, True),
+        ({"name": "different", "phone": "different"}, 0.57, False),
+        ({"name": "missing"}, None, False),  # no name: a birth date alone
+    ],
+)
+def test_person_evidence_a_name_alike_or_an_identifier(levels, similarity, evidence) -> None:
+    vector = ComparisonVector(levels, {"name": similarity})
+    assert matching.person_evidence(vector) is evidence
+
+
+def test_strangers_born_on_one_day_are_not_match_candidates() -> None:
+    """Seen in a 10,000-household registry: a birth date and a sex in common weigh more
+    than the most different names take away, and strangers share birth dates."""
+    model = matching.default_model()
+    a = PersonRecord("a", "Agnes Wairimu Gitau", "2019-09-20", sex="female")
+    b = PersonRecord("b", "Hawa Abdulle Farah", "2019-09-20", sex="female")
+    vector = matching.compare_people(a, b)
+    score = model.score(vector)
+    assert vector.level("name") == "different" and score.weight >= Thresholds().review
+    assert matching.band_of(score, vector) == "new"
+    # The same child with her names misspelt and her grandfather left out stays one.
+    c = PersonRecord("c", "Sainab Abdu Lrahman", "2019-09-20", sex="female")
+    d = PersonRecord("d", "Zenab Abdi Rahman Khalid", "2019-09-20", sex="female")
+    same = matching.compare_people(c, d)
+    assert same.level("name") == "different"
+    assert matching.band_of(model.score(same), same) == "review"
 
 
 def test_thresholds_refuse_review_above_link() -> None:

@@ -168,3 +168,52 @@ def test_a_refit_with_too_few_likely_duplicates_keeps_the_model(
     assert "model refitted with EM on" in again.output
     session.expire_all()
     assert session.get(MatchModel, HOUSEHOLDS) is not None
+
+
+def _siblings_model() -> Any:
+    """The kind of fit EM gave for the members of a registry without duplicates: the
+    group it took for matches was siblings, so a shared birth date counted against."""
+    from server.registry import matching
+
+    data = matching.default_model().to_dict()
+    m = data["m"]["date_of_birth"]
+    m["different"] += m["exact"] - 0.0001
+    m["exact"] = 0.0001  # a shared birth date: −4.3, a different one: −0.8
+    return matching.FellegiSunterModel.from_dict(data)
+
+
+def test_a_refit_that_cannot_describe_duplicates_is_refused(app, session, registry, monkeypatch):
+    from server.registry import matching
+
+    assert matching.implausible_fit(matching.default_model()) is None
+    assert matching.implausible_fit(matching.default_model(household=True)) is None
+    reason = matching.implausible_fit(_siblings_model())
+    assert reason is not None and reason.startswith("date_of_birth exact would weigh")
+    monkeypatch.setattr(matching, "estimate_em", lambda *_args, **_kw: _siblings_model())
+
+    result = app.test_cli_runner().invoke(args=["registry", "relink", "--list", HOUSEHOLDS])
+
+    assert result.exit_code == 0, result.output
+    assert "model kept: EM's fit on the pairs was refused, as date_of_birth exact" in (
+        result.output
+    )
+    session.expire_all()
+    assert session.get(MatchModel, HOUSEHOLDS) is None  # the default model still scores
+    assert session.scalar(select(func.count()).select_from(MatchCandidate)) >= FAMILIES
+
+
+def test_a_stored_fit_that_cannot_describe_duplicates_is_not_used(session, caplog):
+    """A members' model stored by a relink from before fits were checked."""
+    from server.db import utcnow
+    from server.registry import matching
+    from server.registry.models import MEMBERS
+
+    session.add(
+        MatchModel(
+            list_name=MEMBERS, parameters=_siblings_model().to_dict(), fitted_at=utcnow(), pairs=9
+        )
+    )
+    session.flush()
+
+    assert linking.model_for(session, MEMBERS) == matching.default_model()
+    assert any("is not used: date_of_birth exact" in r.getMessage() for r in caplog.records)
