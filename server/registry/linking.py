@@ -425,7 +425,7 @@ def _member_births(candidate: CandidateFields) -> list[int | None] | None:
     when they cannot be told apart (a date holding the separator), so that nothing is
     assumed of them."""
     count = candidate.member_count or 0
-    births = candidate.member_births.split(_BIRTHS_SEPARATOR) if count else []
+    births = (candidate.member_births or "").split(_BIRTHS_SEPARATOR) if count else []
     if len(births) != count:
         return None
     return [matching.birth_year(text) for text in births]

@@ -52,9 +52,9 @@ __all__ = [
     "haversine_m",
     "household_evidence",
     "implausible_fit",
-    "person_evidence",
     "key_weight",
     "member_overlap",
+    "members_paired_at_most",
     "members_weight_at_most",
     "name_similarity",
     "name_tokens",
@@ -63,6 +63,7 @@ __all__ = [
     "normalise_phone",
     "normalise_sex",
     "patterns",
+    "person_evidence",
     "birth_year",
     "phonetic_keys",
 ]
