@@ -269,28 +269,30 @@ def _worth_comparing(
     comparer = comparer or matching.HouseholdComparer(record)
     bare = {} if bare is None else bare
     births = [matching.birth_year(member.date_of_birth) for member in record.members]
+    # By (`member_count`, pairs the birth years allow): the 30 share a few between them.
+    bounds: dict[tuple[int, int | None], float] = {}
     kept = []
     for other in others:
         other_record = bare[other.id] = household_record(session, other, members=[])
-        at_most = _members_bound(model, births, other.member_count or 0, _member_births(other))
+        count, theirs = other.member_count or 0, _member_births(other)
+        paired = None if theirs is None else matching.members_paired_at_most(births, theirs)
+        at_most = bounds.get((count, paired))
+        if at_most is None:
+            at_most = bounds[count, paired] = _members_bound(model, len(births), count, paired)
         if comparer.can_reach(other_record, model, review, members_at_most=at_most):
             kept.append(other)
     return kept
 
 
 def _members_bound(
-    model: matching.FellegiSunterModel,
-    births: list[int | None],
-    count: int,
-    their_births: list[int | None] | None,
+    model: matching.FellegiSunterModel, size: int, count: int, paired: int | None
 ) -> float:
-    """The most the members can add to a pair of a household whose other members were
-    born in `births` and a candidate of `count` members born in `their_births` (None:
-    not known). `member_count` counts the head too when she is listed among the members
-    (`other_members` leaves her out): the bound is taken over both, and the pairs their
-    birth years allow are counted with her among them, which can only count more."""
-    size = len(births)
-    paired = None if their_births is None else matching.members_paired_at_most(births, their_births)
+    """The most the members can add to a pair of a household of `size` other members and
+    a candidate of `count` members, of whom at most `paired` can pair by their birth
+    years (`matching.members_paired_at_most`; None: not known). `member_count` counts the
+    head too when she is listed among the members (`other_members` leaves her out): the
+    bound is taken over both, and the pairs the years allow were counted with her among
+    them, which can only count more."""
     return max(
         matching.members_weight_at_most(model, size, count, paired),
         matching.members_weight_at_most(model, size, max(0, count - 1), paired),

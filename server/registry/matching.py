@@ -938,6 +938,11 @@ class FellegiSunterModel:
         return f"FellegiSunterModel(fields={list(self.fields)}, prior={self.prior:.4g})"
 
 
+def _identifier_agrees(vector: ComparisonVector) -> bool:
+    """A phone or national ID in common, exact or one character off."""
+    return any(vector.level(name) in ("exact", "typo") for name in ("phone", "national_id"))
+
+
 def household_evidence(vector: ComparisonVector) -> bool:
     """Whether two household records agree on something that namesakes in one village
     do not share: a phone or national ID (exact or one character off), the head's date
@@ -948,8 +953,7 @@ def household_evidence(vector: ComparisonVector) -> bool:
     such a pair is not linked automatically: it goes to review (`classify`)."""
     level = vector.level
     return (
-        level("phone") in ("exact", "typo")
-        or level("national_id") in ("exact", "typo")
+        _identifier_agrees(vector)
         or level("head_date_of_birth") in ("exact", "swap", "typo", "year_month")
         or level("members") in ("75", "50")
         or (level("gps") == "50m" and level("head_name") in ("exact", "jw94"))
@@ -984,8 +988,7 @@ def person_evidence(vector: ComparisonVector) -> bool:
     birth date (a 10,000-household registry had 2,909 such pairs for review out of 6,667,
     most of their names under 0.70 alike), so the date alone never makes a match
     candidate."""
-    level = vector.level
-    if level("phone") in ("exact", "typo") or level("national_id") in ("exact", "typo"):
+    if _identifier_agrees(vector):
         return True
     similarity = vector.values.get("name")
     return similarity is not None and similarity >= PERSON_NAME_FLOOR
